@@ -1,0 +1,47 @@
+# psync-proxy: `make demo` runs the main job end to end on loopback; `make test` runs every test.
+GO      ?= go
+BIN     := bin/psync-proxy
+PKGS    := ./...
+
+.PHONY: all build deps test vet fuzz bench demo docker clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/psync-proxy
+
+# deps installs what the tests and the demo run: redis-server, redis-cli and redis-benchmark
+# (Debian's redis-server package; 7.0.x on bookworm).
+deps:
+	@if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then \
+		echo "installing redis-server and redis-tools"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server redis-tools >/dev/null; \
+	fi
+	@redis-server --version
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet $(PKGS)
+
+test: deps vet
+	$(GO) test -race -timeout 18m $(PKGS)
+
+# fuzz runs each fuzz target for FUZZTIME (seed corpora already run in `make test`).
+FUZZTIME ?= 30s
+fuzz:
+	@for t in $$($(GO) test -list '^Fuzz' ./resp/ | grep ^Fuzz); do \
+		echo "== $$t"; $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) ./resp/ || exit 1; \
+	done
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchtime=2s ./backlog/ ./resp/
+
+demo: deps build
+	bash docs/demo.sh
+
+docker:
+	docker build -t psync-proxy:$$(git describe --always --dirty 2>/dev/null || echo dev) .
+
+clean:
+	rm -rf bin

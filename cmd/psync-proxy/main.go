@@ -1,0 +1,176 @@
+// Command psync-proxy relays a Redis master's replication stream to any number of replicas,
+// answering their PSYNC from its own large backlog and their full syncs from a cached snapshot.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/psync-proxy/psync-proxy/proxy"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+// options are the command line, with redis.conf's names where Redis has the setting.
+type options struct {
+	master, listen, dir             string
+	backlogSize                     string
+	replTimeout                     int
+	masterUser, masterAuth, reqPass string
+	protectedMode                   string
+	logLevel, logFormat             string
+	version                         bool
+}
+
+func parse(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("psync-proxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: psync-proxy --master HOST:PORT [options]\n\n"+
+			"Relays a Redis master's replication stream to stock replicas: they PSYNC from the\n"+
+			"proxy's backlog and full-sync from its cached snapshot.\n\nOptions:\n")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&o.master, "master", "", "the master to replicate, `host:port` (required)")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:6380", "`address` replicas connect to (loopback by default, like Redis's protected mode)")
+	fs.StringVar(&o.dir, "dir", "./psync-proxy-data", "`directory` for the snapshot (snapshot.rdb, snapshot.json)")
+	fs.StringVar(&o.backlogSize, "backlog-size", "256mb", "stream bytes kept for partial resyncs, in Redis units (`size`: 512mb, 4gb, bytes)")
+	fs.IntVar(&o.replTimeout, "repl-timeout", 60, "`seconds` without traffic before a master or replica link is dropped")
+	fs.StringVar(&o.masterUser, "masteruser", "", "ACL `user` for AUTH to the master")
+	fs.StringVar(&o.masterAuth, "masterauth", "", "`password` for AUTH to the master (also $PSYNC_PROXY_MASTERAUTH)")
+	fs.StringVar(&o.reqPass, "requirepass", "", "`password` clients must AUTH with (also $PSYNC_PROXY_REQUIREPASS)")
+	fs.StringVar(&o.protectedMode, "protected-mode", "yes", "`yes|no`: without --requirepass, accept only loopback clients")
+	fs.StringVar(&o.logLevel, "log-level", "info", "`level`: debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "console", "`format`: console or json")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	// Secrets from the environment keep them out of ps output.
+	if o.masterAuth == "" {
+		o.masterAuth = os.Getenv("PSYNC_PROXY_MASTERAUTH")
+	}
+	if o.reqPass == "" {
+		o.reqPass = os.Getenv("PSYNC_PROXY_REQUIREPASS")
+	}
+	return o, nil
+}
+
+func newLogger(level, format string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	var cfg zap.Config
+	switch format {
+	case "console":
+		cfg = zap.NewDevelopmentConfig()
+		cfg.Development = false
+		cfg.DisableStacktrace = true
+		cfg.EncoderConfig.EncodeTime = zapcore.TimeEncoderOfLayout("02 Jan 2006 15:04:05.000")
+	case "json":
+		cfg = zap.NewProductionConfig()
+		cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	default:
+		return nil, fmt.Errorf("--log-format must be console or json, not %q", format)
+	}
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.Sampling = nil
+	return cfg.Build()
+}
+
+func run(args []string, stderr io.Writer) int {
+	o, err := parse(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "psync-proxy:", err)
+		return 2
+	}
+	if o.version {
+		fmt.Fprintln(stderr, "psync-proxy", proxy.Version)
+		return 0
+	}
+	cfg, err := o.config()
+	if err != nil {
+		fmt.Fprintln(stderr, "psync-proxy:", err)
+		return 2
+	}
+	log, err := newLogger(o.logLevel, o.logFormat)
+	if err != nil {
+		fmt.Fprintln(stderr, "psync-proxy:", err)
+		return 2
+	}
+	defer log.Sync()
+	cfg.Logger = log
+	p, err := proxy.New(cfg)
+	if err != nil {
+		log.Error("Cannot start", zap.Error(err))
+		return 1
+	}
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		log.Error("Cannot listen", zap.Error(err))
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	log.Sugar().Infof("psync-proxy %s starting, pid %d", proxy.Version, os.Getpid())
+	if err := p.Serve(ctx, ln); err != nil {
+		log.Error("Stopped", zap.Error(err))
+		return 1
+	}
+	return 0
+}
+
+func (o *options) config() (proxy.Config, error) {
+	size, err := proxy.ParseSize(o.backlogSize)
+	if err != nil {
+		return proxy.Config{}, fmt.Errorf("--backlog-size: %w", err)
+	}
+	if size <= 0 {
+		return proxy.Config{}, errors.New("--backlog-size must be positive")
+	}
+	if o.replTimeout < 1 {
+		return proxy.Config{}, errors.New("--repl-timeout must be at least 1 second")
+	}
+	var protected bool
+	switch o.protectedMode {
+	case "yes":
+		protected = true
+	case "no":
+	default:
+		return proxy.Config{}, fmt.Errorf("--protected-mode must be yes or no, not %q", o.protectedMode)
+	}
+	if o.master == "" {
+		return proxy.Config{}, errors.New("--master host:port is required")
+	}
+	return proxy.Config{
+		MasterAddr:    o.master,
+		Dir:           o.dir,
+		BacklogSize:   size,
+		ReplTimeout:   time.Duration(o.replTimeout) * time.Second,
+		MasterUser:    o.masterUser,
+		MasterAuth:    o.masterAuth,
+		RequirePass:   o.reqPass,
+		ProtectedMode: protected,
+	}, nil
+}

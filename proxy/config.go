@@ -1,0 +1,108 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Config holds everything a Proxy needs. Zero fields take the defaults noted on each.
+type Config struct {
+	// MasterAddr is the upstream master, "host:port". Required.
+	MasterAddr string
+	// Dir holds the snapshot (snapshot.rdb and its metadata). Required; created if missing.
+	Dir string
+	// BacklogSize is the most stream bytes kept in RAM (Redis repl-backlog-size). Default
+	// DefaultBacklogSize.
+	BacklogSize int64
+	// ReplTimeout is Redis's repl-timeout: a link with no traffic for this long is dropped. Default 60s.
+	ReplTimeout time.Duration
+	// MasterUser and MasterAuth authenticate the upstream link (Redis masteruser/masterauth).
+	MasterUser, MasterAuth string
+	// RequirePass protects the downstream port (Redis requirepass).
+	RequirePass string
+	// ProtectedMode, when true and RequirePass is empty, refuses clients that do not come from
+	// loopback, as Redis's protected mode does. cmd/psync-proxy turns it on by default.
+	ProtectedMode bool
+	// AnnouncePort is sent upstream as REPLCONF listening-port. Default: the listener's port.
+	AnnouncePort int
+	// Logger receives the log. Default: a no-op logger.
+	Logger *zap.Logger
+}
+
+// Defaults for zero Config fields.
+const (
+	DefaultBacklogSize = 256 << 20
+	DefaultReplTimeout = 60 * time.Second
+)
+
+func (c *Config) applyDefaults() error {
+	if c.MasterAddr == "" {
+		return errors.New("proxy: no master address (--master host:port)")
+	}
+	if _, _, err := net.SplitHostPort(c.MasterAddr); err != nil {
+		return fmt.Errorf("proxy: master address %q: %w", c.MasterAddr, err)
+	}
+	if c.Dir == "" {
+		return errors.New("proxy: no data directory (--dir)")
+	}
+	if c.BacklogSize == 0 {
+		c.BacklogSize = DefaultBacklogSize
+	}
+	if c.BacklogSize < 0 {
+		return fmt.Errorf("proxy: negative backlog size %d", c.BacklogSize)
+	}
+	if c.ReplTimeout == 0 {
+		c.ReplTimeout = DefaultReplTimeout
+	}
+	if c.ReplTimeout < time.Second {
+		return fmt.Errorf("proxy: repl-timeout %v is below one second", c.ReplTimeout)
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return nil
+}
+
+// ParseSize parses a size the way redis.conf does (src/util.c memtoull): a plain number of
+// bytes, or a number followed by k, kb, m, mb, g or gb, case-insensitively, where k = 1000 and
+// kb = 1024 and so on.
+func ParseSize(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	i := 0
+	for i < len(t) && t[i] >= '0' && t[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return 0, fmt.Errorf("invalid size %q: want a number of bytes, optionally followed by k, kb, m, mb, g or gb", s)
+	}
+	var mul int64
+	switch t[i:] {
+	case "", "b":
+		mul = 1
+	case "k":
+		mul = 1000
+	case "kb":
+		mul = 1 << 10
+	case "m":
+		mul = 1000 * 1000
+	case "mb":
+		mul = 1 << 20
+	case "g":
+		mul = 1000 * 1000 * 1000
+	case "gb":
+		mul = 1 << 30
+	default:
+		return 0, fmt.Errorf("invalid size %q: unknown unit %q", s, t[i:])
+	}
+	n, err := strconv.ParseInt(t[:i], 10, 64)
+	if err != nil || n > (1<<62)/mul {
+		return 0, fmt.Errorf("invalid size %q: out of range", s)
+	}
+	return n * mul, nil
+}

@@ -1,0 +1,265 @@
+// Package proxy is psync-proxy's replication logic: the upstream link (a replica of the
+// master), the downstream server (a master to stock Redis/Valkey replicas), the cached
+// snapshot, the replication state and the INFO/ROLE/CONFIG views of it.
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tidwall/redcon"
+	"go.uber.org/zap"
+
+	"github.com/psync-proxy/psync-proxy/backlog"
+	"github.com/psync-proxy/psync-proxy/resp"
+)
+
+// zeroReplid is Redis's "no ID" value for master_replid2.
+const zeroReplid = "0000000000000000000000000000000000000000"
+
+// Proxy relays one master's replication stream to any number of replicas.
+type Proxy struct {
+	cfg     Config
+	log     *zap.SugaredLogger
+	lim     resp.Limits
+	runID   string
+	started time.Time
+
+	backlogSize atomic.Int64 // live value of repl-backlog-size
+	replTimeout atomic.Int64 // live value of repl-timeout, nanoseconds
+
+	mu sync.Mutex
+	// Replication state, guarded by mu. The upstream goroutine is the only writer; replica
+	// sessions read it to decide PSYNC. ring and snap change together (one epoch).
+	replid, replid2 string
+	secondOff       int64
+	ring            *backlog.Ring // nil until the first snapshot or full sync
+	snap            *snapshot
+	changed         chan struct{} // closed and replaced whenever the state above changes
+	wantFullSync    bool          // the snapshot can no longer be served: resync upstream
+	replicas        map[*replica]struct{}
+	link            linkInfo
+	upConn          net.Conn // the current upstream connection, closed to force a resync
+	closing         bool     // set once Serve is ending: no new goroutines
+
+	stats    stats
+	nextID   atomic.Int64
+	clients  atomic.Int64
+	wg       sync.WaitGroup
+	ctx      context.Context
+	shutdown context.CancelFunc
+}
+
+// linkInfo describes the upstream link for INFO and ROLE. Guarded by Proxy.mu, except lastIO.
+type linkInfo struct {
+	state     string // Redis's repl_state names: connect, connecting, handshake, sync, connected
+	downSince time.Time
+	lastIO    atomic.Int64 // unix nanoseconds of the last byte from the master; 0 never
+	transfer  struct {
+		size int64        // -1 before the payload line, 0 for EOF-marked
+		read atomic.Int64 // bytes of the payload received so far
+	}
+}
+
+type stats struct {
+	syncFull, syncPartialOK, syncPartialErr atomic.Int64
+	connections, rejected                   atomic.Int64
+	netReplIn, netReplOut                   atomic.Int64
+}
+
+// New validates cfg and prepares a Proxy. It reads the snapshot an earlier run left in
+// cfg.Dir, so that the first upstream sync can be a partial one.
+func New(cfg Config) (*Proxy, error) {
+	if err := cfg.applyDefaults(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("proxy: data directory: %w", err)
+	}
+	p := &Proxy{
+		cfg:       cfg,
+		log:       cfg.Logger.Sugar(),
+		lim:       resp.DefaultLimits(),
+		runID:     randomHex(40),
+		started:   time.Now(),
+		secondOff: -1,
+		replid2:   zeroReplid,
+		changed:   make(chan struct{}),
+		replicas:  make(map[*replica]struct{}),
+	}
+	p.backlogSize.Store(cfg.BacklogSize)
+	p.replTimeout.Store(int64(cfg.ReplTimeout))
+	p.link.state = "connect"
+	p.link.downSince = time.Now()
+	snap, err := loadSnapshot(cfg.Dir)
+	if err != nil {
+		p.log.Warnf("Ignoring the snapshot in %s: %v", cfg.Dir, err)
+	}
+	if snap != nil {
+		p.replid, p.snap = snap.Replid, snap
+		p.ring = backlog.NewRing(cfg.BacklogSize, snap.Offset+1)
+		p.log.Infof("Loaded snapshot %s:%d (%d bytes) from %s", snap.Replid, snap.Offset, snap.Size, cfg.Dir)
+	}
+	return p, nil
+}
+
+// Serve accepts replicas on ln and follows the master until ctx ends or a client sends
+// SHUTDOWN. It closes ln and returns after every goroutine it started has ended.
+func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	p.mu.Lock()
+	if p.ctx != nil {
+		p.mu.Unlock()
+		return errors.New("proxy: Serve called twice")
+	}
+	p.ctx, p.shutdown = ctx, cancel
+	p.mu.Unlock()
+	if p.cfg.AnnouncePort == 0 {
+		if a, ok := ln.Addr().(*net.TCPAddr); ok {
+			p.cfg.AnnouncePort = a.Port
+		}
+	}
+	srv := redcon.NewServer("", p.handle, p.accept, p.closed)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(trackedListener{ln}) }()
+	p.goFunc(func() { p.runUpstream(ctx) })
+	p.log.Infof("Ready to accept replicas on %s, master %s", ln.Addr(), p.cfg.MasterAddr)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		err = fmt.Errorf("proxy: serve %s: %w", ln.Addr(), err)
+	}
+	p.mu.Lock()
+	p.closing = true
+	p.kickReplicasLocked()
+	if p.upConn != nil {
+		p.upConn.Close()
+	}
+	p.mu.Unlock()
+	cancel()
+	srv.Close()
+	if err == nil {
+		<-errc
+	}
+	p.wg.Wait()
+	p.mu.Lock()
+	if p.ring != nil {
+		p.ring.Close()
+	}
+	p.mu.Unlock()
+	p.log.Info("psync-proxy is now ready to exit, bye bye...")
+	return err
+}
+
+// goFunc runs fn in a goroutine that Serve waits for. It reports false, without running fn,
+// once Serve is ending.
+func (p *Proxy) goFunc(fn func()) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing {
+		return false
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// notifyLocked wakes every session waiting for a state change. Caller holds mu.
+func (p *Proxy) notifyLocked() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// kickReplicasLocked disconnects every replica that has been answered, so it reconnects and
+// learns the new state with PSYNC, as Redis's disconnectSlaves does. Caller holds mu.
+func (p *Proxy) kickReplicasLocked() {
+	for r := range p.replicas {
+		if r.answered || p.closing {
+			r.kick()
+		}
+	}
+}
+
+// installEpoch makes a freshly received snapshot current: a new history starts at off+1 under
+// replid, the old backlog is dropped and every replica is disconnected.
+func (p *Proxy) installEpoch(replid string, off int64, snap *snapshot) *backlog.Ring {
+	ring := backlog.NewRing(p.backlogSize.Load(), off+1)
+	p.mu.Lock()
+	old := p.ring
+	p.replid, p.replid2, p.secondOff = replid, zeroReplid, -1
+	p.ring, p.snap = ring, snap
+	p.wantFullSync = false
+	p.kickReplicasLocked()
+	p.notifyLocked()
+	p.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return ring
+}
+
+// shiftReplid follows a master that continued under a new replication ID (a failover): the
+// old ID stays valid up to the current end, as in Redis's shiftReplicationId.
+func (p *Proxy) shiftReplid(newID string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.replid2 = p.replid
+	p.secondOff = p.ring.End() + 1
+	p.replid = newID
+	p.log.Infof("Setting secondary replication ID to %s, valid up to offset: %d. New replication ID is %s",
+		p.replid2, p.secondOff, p.replid)
+	p.kickReplicasLocked()
+	p.notifyLocked()
+}
+
+// requestFullSyncLocked asks the upstream link for a new snapshot by resyncing from scratch. Used
+// when the backlog no longer holds the byte after the snapshot, so it cannot be served.
+// Caller holds mu.
+func (p *Proxy) requestFullSyncLocked() {
+	if p.wantFullSync {
+		return
+	}
+	p.wantFullSync = true
+	p.log.Warnf("The backlog no longer reaches the snapshot (offset %d, first byte %d): asking the master for a new one; consider a larger --backlog-size",
+		p.snap.Offset, p.ring.First())
+	if p.upConn != nil {
+		p.upConn.Close()
+	}
+}
+
+func (p *Proxy) setResizedBacklog(size int64) {
+	p.backlogSize.Store(size)
+	p.mu.Lock()
+	ring := p.ring
+	p.mu.Unlock()
+	if ring != nil {
+		ring.Resize(size)
+	}
+}
+
+func (p *Proxy) timeout() time.Duration { return time.Duration(p.replTimeout.Load()) }
+
+func randomHex(n int) string {
+	b := make([]byte, (n+1)/2)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	return hex.EncodeToString(b)[:n]
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

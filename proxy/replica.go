@@ -1,0 +1,338 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tidwall/redcon"
+
+	"github.com/psync-proxy/psync-proxy/backlog"
+)
+
+// Replica states as INFO names them.
+const (
+	stateWaitBgsave int32 = iota // asked, not answered yet, or answered +FULLRESYNC
+	stateSendBulk                // receiving the snapshot
+	stateOnline                  // streaming
+)
+
+var stateNames = [...]string{"wait_bgsave", "send_bulk", "online"}
+
+// replica is one downstream connection after PSYNC or SYNC. Its session goroutine writes; a
+// second goroutine reads ACKs. Neither ever blocks the upstream link: the stream reaches the
+// replica through its own cursor in the shared backlog.
+type replica struct {
+	id     int64
+	addr   string // peer address, for logs
+	ip     string // announced or peer IP, for INFO
+	port   int    // announced listening port
+	conn   *trackedConn
+	client *client
+	cancel context.CancelFunc
+	kickMu sync.Once
+
+	answered bool // got +CONTINUE or +FULLRESYNC; guarded by Proxy.mu
+
+	state   atomic.Int32
+	ackOff  atomic.Int64
+	ackTime atomic.Int64 // unix nanoseconds of the last ACK or newline
+}
+
+func (r *replica) kick() {
+	r.kickMu.Do(func() {
+		r.cancel()
+		r.conn.Close()
+	})
+}
+
+func (p *Proxy) startReplica(conn redcon.Conn, c *client, req syncRequest) {
+	host, _, _ := net.SplitHostPort(conn.RemoteAddr())
+	r := &replica{
+		id:     c.id,
+		addr:   conn.RemoteAddr(),
+		ip:     host,
+		port:   c.listeningPort,
+		conn:   c.conn,
+		client: c,
+	}
+	if c.ipAddress != "" {
+		r.ip = c.ipAddress
+	}
+	dc := conn.Detach()
+	p.mu.Lock()
+	if p.closing {
+		p.mu.Unlock()
+		dc.Close()
+		p.clients.Add(-1)
+		return
+	}
+	ctx, cancel := context.WithCancel(p.ctx)
+	r.cancel = cancel
+	p.replicas[r] = struct{}{}
+	p.mu.Unlock()
+	if !p.goFunc(func() { p.serveReplica(ctx, r, dc, req) }) {
+		p.dropReplica(r)
+		dc.Close()
+	}
+}
+
+func (p *Proxy) dropReplica(r *replica) {
+	r.kick()
+	p.mu.Lock()
+	delete(p.replicas, r)
+	p.mu.Unlock()
+	p.clients.Add(-1)
+}
+
+// serveReplica answers the replica's PSYNC or SYNC and then streams to it until either side ends.
+func (p *Proxy) serveReplica(ctx context.Context, r *replica, dc redcon.DetachedConn, req syncRequest) {
+	defer p.dropReplica(r)
+	// Replies queued for commands pipelined before PSYNC go out first.
+	if err := dc.Flush(); err != nil {
+		return
+	}
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		defer r.kick()
+		p.readReplica(r, dc, req.psync)
+	}()
+	defer func() {
+		r.kick()
+		<-readerDone
+	}()
+	what := "PSYNC " + req.replid + " " + itoa(req.offset)
+	if !req.psync {
+		what = "SYNC"
+	}
+	p.log.Infof("Replica %s asks for synchronization (%s)", r.addr, what)
+	err := p.syncReplica(ctx, r, req)
+	switch {
+	case err == nil, ctx.Err() != nil, errors.Is(err, backlog.ErrClosed), errors.Is(err, net.ErrClosed):
+		p.log.Infof("Connection with replica %s lost.", r.addr)
+	default:
+		p.log.Warnf("Connection with replica %s lost: %v", r.addr, err)
+	}
+}
+
+// readReplica consumes what the replica sends: REPLCONF ACK (recorded for INFO) and keep-alive
+// newlines (seen by trackedConn). Anything else would make a Redis master reply on the
+// replication link, which Redis 7 punishes by closing the replica; so do we.
+func (p *Proxy) readReplica(r *replica, dc redcon.DetachedConn, expectAcks bool) {
+	for {
+		cmd, err := dc.ReadCommand()
+		if err != nil {
+			return
+		}
+		r.ackTime.Store(time.Now().UnixNano())
+		if len(cmd.Args) >= 3 && strings.EqualFold(string(cmd.Args[0]), "replconf") {
+			switch strings.ToLower(string(cmd.Args[1])) {
+			case "ack":
+				if off, err := strconv.ParseInt(string(cmd.Args[2]), 10, 64); err == nil && off > r.ackOff.Load() {
+					r.ackOff.Store(off)
+				}
+				continue
+			case "getack":
+				continue
+			}
+		}
+		p.log.Warnf("Closing replica %s: it sent '%s' on the replication link", r.addr, truncate(string(cmd.Args[0]), 64))
+		return
+	}
+}
+
+// syncPlan is the answer to one PSYNC: a partial resync from cur, or a full one from snap.
+type syncPlan struct {
+	replid string
+	cur    *backlog.Cursor
+	snap   *snapshot
+	file   *os.File // open snapshot for a full sync
+}
+
+// syncReplica waits until the proxy can answer, keeping the replica alive with newlines as a
+// master does while it prepares an RDB, then answers and streams.
+func (p *Proxy) syncReplica(ctx context.Context, r *replica, req syncRequest) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	triedPartial := !req.psync
+	var plan *syncPlan
+	for {
+		var wait <-chan struct{}
+		plan, wait = p.planSync(r, req, &triedPartial)
+		if plan != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-wait:
+		case <-tick.C:
+			// A newline is allowed only before the reply and payload (design invariant 8).
+			if err := p.write(r, []byte("\n")); err != nil {
+				return err
+			}
+		}
+	}
+	if plan.file != nil {
+		defer plan.file.Close()
+		return p.fullSync(ctx, r, req, plan)
+	}
+	reply := "+CONTINUE\r\n"
+	if r.client.capaPsync2 {
+		reply = "+CONTINUE " + plan.replid + "\r\n"
+	}
+	if err := p.write(r, []byte(reply)); err != nil {
+		return err
+	}
+	p.goOnline(r, req)
+	return p.stream(ctx, r, plan.cur)
+}
+
+// planSync decides a PSYNC exactly as Redis's masterTryPartialResynchronization does, against
+// the replication IDs and the backlog held now. It returns a plan, or a channel that is closed
+// when the state changes (no snapshot yet, or the snapshot is no longer servable).
+func (p *Proxy) planSync(r *replica, req syncRequest, triedPartial *bool) (*syncPlan, <-chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.replid == "" {
+		return nil, p.changed // nothing to offer before the first snapshot
+	}
+	if !*triedPartial {
+		*triedPartial = true
+		if cur, ok := p.tryPartialLocked(r, req); ok {
+			r.answered = true
+			p.stats.syncPartialOK.Add(1)
+			return &syncPlan{replid: p.replid, cur: cur}, nil
+		}
+		if !strings.HasPrefix(req.replid, "?") {
+			p.stats.syncPartialErr.Add(1)
+		}
+		p.log.Infof("Full resync requested by replica %s", r.addr)
+	}
+	if p.snap == nil || p.wantFullSync {
+		return nil, p.changed
+	}
+	cur, err := p.ring.NewCursor(p.snap.Offset + 1)
+	if err != nil {
+		// The backlog has moved past the byte after the snapshot: the pair cannot make a
+		// consistent full sync. Never send it; get a new snapshot instead.
+		p.requestFullSyncLocked()
+		return nil, p.changed
+	}
+	f, err := p.snap.open()
+	if err != nil {
+		p.log.Errorf("Cannot serve the snapshot to replica %s: %v", r.addr, err)
+		return nil, p.changed
+	}
+	r.answered = true
+	p.stats.syncFull.Add(1)
+	return &syncPlan{replid: p.replid, cur: cur, snap: p.snap, file: f}, nil
+}
+
+// tryPartialLocked is Redis's acceptance test: the ID is ours, or our previous one and the
+// offset is within its history; and every byte from the offset on is in the backlog.
+func (p *Proxy) tryPartialLocked(r *replica, req syncRequest) (*backlog.Cursor, bool) {
+	if !strings.EqualFold(req.replid, p.replid) &&
+		(!strings.EqualFold(req.replid, p.replid2) || req.offset > p.secondOff) {
+		if strings.EqualFold(req.replid, p.replid2) {
+			p.log.Infof("Partial resynchronization not accepted: Requested offset for second ID was %d, but I can reply up to %d",
+				req.offset, p.secondOff)
+		} else if req.replid != "?" {
+			p.log.Infof("Partial resynchronization not accepted: Replication ID mismatch (Replica asked for '%s', my replication IDs are '%s' and '%s')",
+				req.replid, p.replid, p.replid2)
+		}
+		return nil, false
+	}
+	cur, err := p.ring.NewCursor(req.offset)
+	if err != nil {
+		first, end := p.ring.Bounds()
+		p.log.Infof("Unable to partial resync with replica %s for lack of backlog (Replica request was: %d, backlog holds %d to %d).",
+			r.addr, req.offset, first, end)
+		return nil, false
+	}
+	p.log.Infof("Partial resynchronization request from %s accepted. Sending %d bytes of backlog starting from offset %d.",
+		r.addr, p.ring.End()-req.offset+1, req.offset)
+	return cur, true
+}
+
+// fullSync sends +FULLRESYNC, the snapshot with length framing (every replica understands it
+// and needs no ACK before the stream), then the stream from the snapshot's offset + 1.
+func (p *Proxy) fullSync(ctx context.Context, r *replica, req syncRequest, plan *syncPlan) error {
+	var head []byte
+	if req.psync {
+		head = fmt.Appendf(head, "+FULLRESYNC %s %d\r\n", plan.replid, plan.snap.Offset)
+	}
+	head = fmt.Appendf(head, "$%d\r\n", plan.snap.Size)
+	p.log.Infof("Starting full resync of replica %s from snapshot %s:%d (%d bytes)",
+		r.addr, plan.replid, plan.snap.Offset, plan.snap.Size)
+	if err := p.write(r, head); err != nil {
+		return err
+	}
+	r.state.Store(stateSendBulk)
+	// Copy in pieces so that each gets its own write deadline; each piece is a sendfile.
+	const piece = 4 << 20
+	for sent := int64(0); sent < plan.snap.Size; {
+		r.conn.SetWriteDeadline(time.Now().Add(p.timeout()))
+		n, err := io.CopyN(r.conn, plan.file, min(piece, plan.snap.Size-sent))
+		sent += n
+		if err != nil {
+			return fmt.Errorf("sending snapshot (%d of %d bytes): %w", sent, plan.snap.Size, err)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	if r.client.rdbOnly {
+		p.log.Infof("Snapshot sent to rdb-only replica %s", r.addr)
+		return nil
+	}
+	p.log.Infof("Synchronization with replica %s succeeded", r.addr)
+	p.goOnline(r, req)
+	return p.stream(ctx, r, plan.cur)
+}
+
+func (p *Proxy) goOnline(r *replica, req syncRequest) {
+	r.ackTime.Store(time.Now().UnixNano())
+	r.state.Store(stateOnline)
+	if req.psync {
+		// Redis drops an online replica silent for repl-timeout; a loading replica's newlines
+		// count as traffic. SYNC clients never ACK and are never timed out.
+		r.conn.setIdleTimeout(p.timeout())
+	}
+}
+
+// stream copies the backlog to the replica from its cursor, byte for byte, until an error.
+// A replica that falls behind the backlog's first byte is disconnected, never moved forward.
+func (p *Proxy) stream(ctx context.Context, r *replica, cur *backlog.Cursor) error {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := cur.Read(ctx, buf)
+		if errors.Is(err, backlog.ErrTrimmed) {
+			return fmt.Errorf("it fell behind the backlog at offset %d; it will need a new sync", cur.Offset())
+		}
+		if err != nil {
+			return err
+		}
+		if err := p.write(r, buf[:n]); err != nil {
+			return err
+		}
+		p.stats.netReplOut.Add(int64(n))
+	}
+}
+
+// write sends b with a write deadline of repl-timeout, so a replica that stops reading is
+// dropped instead of holding its session forever.
+func (p *Proxy) write(r *replica, b []byte) error {
+	r.conn.SetWriteDeadline(time.Now().Add(p.timeout()))
+	_, err := r.conn.Write(b)
+	return err
+}

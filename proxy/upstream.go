@@ -1,0 +1,430 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tidwall/redcon"
+	tresp "github.com/tidwall/resp"
+
+	"github.com/psync-proxy/psync-proxy/backlog"
+	"github.com/psync-proxy/psync-proxy/resp"
+)
+
+// errRetryLater marks transient refusals (-LOADING, -NOMASTERLINK) that Redis retries in a second.
+var errRetryLater = errors.New("master asked to retry later")
+
+// upstream is the replica side of the proxy. One goroutine owns it (runUpstream); scan follows
+// command boundaries for the whole epoch, across reconnections, because the bytes stay contiguous.
+type upstream struct {
+	p    *Proxy
+	scan *resp.Scanner
+	// scanErr is the scanner's error, logged once; ACKs then report the stored end instead of
+	// the last command boundary.
+	scanErr error
+}
+
+// runUpstream keeps the link to the master up until ctx ends, reconnecting with backoff.
+func (p *Proxy) runUpstream(ctx context.Context) {
+	u := &upstream{p: p}
+	const minBackoff, maxBackoff = 100 * time.Millisecond, 5 * time.Second
+	backoff := time.Duration(0)
+	for ctx.Err() == nil {
+		streamed, err := u.syncOnce(ctx)
+		p.linkDown()
+		if ctx.Err() != nil {
+			return
+		}
+		p.log.Warnf("Connection with master lost: %v", err)
+		if streamed {
+			backoff = 0 // Redis reconnects at once after losing an established link
+		} else if backoff = backoff * 2; backoff < minBackoff {
+			backoff = minBackoff
+		} else if backoff > maxBackoff {
+			backoff = maxBackoff
+		}
+		if backoff > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+		}
+	}
+}
+
+func (p *Proxy) setLinkState(state string) {
+	p.mu.Lock()
+	p.link.state = state
+	p.mu.Unlock()
+}
+
+func (p *Proxy) linkDown() {
+	p.mu.Lock()
+	if p.link.state == "connected" {
+		p.link.downSince = time.Now()
+	}
+	p.link.state = "connect"
+	p.upConn = nil
+	p.mu.Unlock()
+}
+
+// syncOnce runs one connection: handshake, PSYNC, an optional RDB transfer, then the stream
+// until the link fails. streamed reports whether the link got as far as streaming.
+func (u *upstream) syncOnce(ctx context.Context) (streamed bool, err error) {
+	p := u.p
+	p.setLinkState("connecting")
+	p.log.Infof("Connecting to MASTER %s", p.cfg.MasterAddr)
+	d := net.Dialer{Timeout: p.timeout()}
+	raw, err := d.DialContext(ctx, "tcp", p.cfg.MasterAddr)
+	if err != nil {
+		return false, fmt.Errorf("connect to master: %w", err)
+	}
+	conn := newTrackedConn(raw)
+	conn.setIdleTimeout(p.timeout())
+	p.mu.Lock()
+	if p.closing {
+		p.mu.Unlock()
+		conn.Close()
+		return false, ctx.Err()
+	}
+	p.upConn = conn
+	p.link.state = "handshake"
+	p.mu.Unlock()
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	p.log.Info("MASTER <-> REPLICA sync started")
+
+	br := bufio.NewReaderSize(conn, 64<<10)
+	if err := u.handshake(conn, br); err != nil {
+		return false, err
+	}
+	ring, err := u.psync(conn, br)
+	if err != nil {
+		return false, err
+	}
+	return true, u.stream(conn, br, ring)
+}
+
+// handshake sends PING, then AUTH, REPLCONF listening-port and REPLCONF capa in one write, and
+// reads every reply before PSYNC (a master refuses PSYNC with replies still pending).
+func (u *upstream) handshake(conn net.Conn, br *bufio.Reader) error {
+	p := u.p
+	if err := writeCommand(conn, "PING"); err != nil {
+		return err
+	}
+	v, err := u.reply(br)
+	if err != nil {
+		return fmt.Errorf("reading PING reply: %w", err)
+	}
+	if v.Type() == tresp.Error {
+		msg := v.Error().Error()
+		if !strings.HasPrefix(msg, "NOAUTH") && !strings.HasPrefix(msg, "NOPERM") &&
+			!strings.HasPrefix(msg, "ERR operation not permitted") {
+			return fmt.Errorf("Error reply to PING from master: '-%s'", msg)
+		}
+	}
+	p.log.Info("Master replied to PING, replication can continue...")
+
+	var b []byte
+	sentAuth := p.cfg.MasterAuth != ""
+	if sentAuth {
+		if p.cfg.MasterUser != "" {
+			b = appendCommand(b, "AUTH", p.cfg.MasterUser, p.cfg.MasterAuth)
+		} else {
+			b = appendCommand(b, "AUTH", p.cfg.MasterAuth)
+		}
+	}
+	b = appendCommand(b, "REPLCONF", "listening-port", strconv.Itoa(p.cfg.AnnouncePort))
+	b = appendCommand(b, "REPLCONF", "capa", "eof", "capa", "psync2")
+	if _, err := conn.Write(b); err != nil {
+		return fmt.Errorf("write handshake: %w", err)
+	}
+	if sentAuth {
+		v, err := u.reply(br)
+		if err != nil {
+			return fmt.Errorf("reading AUTH reply: %w", err)
+		}
+		if v.Type() == tresp.Error {
+			return fmt.Errorf("Unable to AUTH to MASTER: -%s", v.Error())
+		}
+	}
+	for _, what := range []string{"listening-port", "capa"} {
+		v, err := u.reply(br)
+		if err != nil {
+			return fmt.Errorf("reading REPLCONF %s reply: %w", what, err)
+		}
+		if v.Type() == tresp.Error {
+			p.log.Infof("(Non critical) Master does not understand REPLCONF %s: -%s", what, v.Error())
+		}
+	}
+	return nil
+}
+
+// reply reads one handshake reply, bounded by the proxy's limits.
+func (u *upstream) reply(br *bufio.Reader) (tresp.Value, error) {
+	v, err := resp.ReadValue(br, u.p.lim)
+	if err == nil && v.Type() != tresp.SimpleString && v.Type() != tresp.Error {
+		err = fmt.Errorf("unexpected %s reply from master", v.Type())
+	}
+	return v, err
+}
+
+// psync asks for the stream after what the proxy holds and handles the answer: a full resync
+// receives the RDB into a new snapshot and starts a new epoch. It returns the ring to append to.
+func (u *upstream) psync(conn *trackedConn, br *bufio.Reader) (*backlog.Ring, error) {
+	p := u.p
+	p.mu.Lock()
+	replid, ring, full := p.replid, p.ring, p.wantFullSync || p.replid == ""
+	p.mu.Unlock()
+	if full {
+		replid = "?"
+		p.log.Info("Partial resynchronization not possible (no cached master)")
+		if err := writeCommand(conn, "PSYNC", "?", "-1"); err != nil {
+			return nil, err
+		}
+	} else {
+		next := ring.End() + 1
+		p.log.Infof("Trying a partial resynchronization (request %s:%d).", replid, next)
+		if err := writeCommand(conn, "PSYNC", replid, strconv.FormatInt(next, 10)); err != nil {
+			return nil, err
+		}
+	}
+	if err := resp.SkipNewlines(br, nil); err != nil {
+		return nil, fmt.Errorf("reading PSYNC reply: %w", err)
+	}
+	v, err := u.reply(br)
+	if err != nil {
+		return nil, fmt.Errorf("reading PSYNC reply: %w", err)
+	}
+	if v.Type() == tresp.Error {
+		msg := v.Error().Error()
+		if strings.HasPrefix(msg, "NOMASTERLINK") || strings.HasPrefix(msg, "LOADING") {
+			return nil, fmt.Errorf("%w: -%s", errRetryLater, msg)
+		}
+		return nil, fmt.Errorf("Master does not support PSYNC or is in error state: -%s", msg)
+	}
+	line := v.String()
+	switch {
+	case strings.HasPrefix(line, "FULLRESYNC"):
+		f := strings.Fields(line)
+		if len(f) != 3 || len(f[1]) != 40 {
+			return nil, fmt.Errorf("Master replied with wrong +FULLRESYNC syntax: %q", line)
+		}
+		off, err := strconv.ParseInt(f[2], 10, 64)
+		if err != nil || off < 0 {
+			return nil, fmt.Errorf("Master replied with wrong +FULLRESYNC offset: %q", line)
+		}
+		p.log.Infof("Full resync from master: %s:%d", f[1], off)
+		return u.fullSync(conn, br, f[1], off)
+	case strings.HasPrefix(line, "CONTINUE"):
+		p.log.Info("Successful partial resynchronization with master.")
+		if id := strings.TrimSpace(strings.TrimPrefix(line, "CONTINUE")); len(id) == 40 && !strings.EqualFold(id, replid) {
+			p.log.Infof("Master replication ID changed to %s", id)
+			p.shiftReplid(id)
+		}
+		if u.scan == nil {
+			u.scan = resp.NewScanner(ring.End()+1, p.lim)
+			u.scanErr = nil
+		}
+		p.log.Info("MASTER <-> REPLICA sync: Master accepted a Partial Resynchronization.")
+		return ring, nil
+	default:
+		return nil, fmt.Errorf("Unexpected reply to PSYNC from master: %q", line)
+	}
+}
+
+// fullSync receives the RDB that follows +FULLRESYNC into a new snapshot. Only when it is whole
+// and on disk does the new epoch replace the old one, so replicas keep being served until then.
+func (u *upstream) fullSync(conn *trackedConn, br *bufio.Reader, replid string, off int64) (*backlog.Ring, error) {
+	p := u.p
+	p.mu.Lock()
+	p.link.state = "sync"
+	p.link.transfer.size = -1
+	p.link.transfer.read.Store(0)
+	p.mu.Unlock()
+	hdr, err := resp.ReadPayloadHeader(br, p.lim, nil)
+	var rerr *resp.ReplyError
+	if errors.As(err, &rerr) {
+		return nil, fmt.Errorf("MASTER aborted replication with an error: %s", rerr.Msg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading RDB payload header: %w", err)
+	}
+	p.mu.Lock()
+	p.link.transfer.size = max(hdr.Len, 0)
+	p.mu.Unlock()
+	if hdr.Marked() {
+		p.log.Info("MASTER <-> REPLICA sync: receiving streamed RDB from master with EOF to disk")
+	} else {
+		p.log.Infof("MASTER <-> REPLICA sync: receiving %d bytes from master to disk", hdr.Len)
+	}
+	w, err := newSnapshotWriter(p.cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	n, err := resp.CopyPayload(progressWriter{w, &p.link.transfer.read}, br, hdr)
+	if err != nil {
+		w.abort()
+		return nil, fmt.Errorf("receiving RDB from master (%d bytes so far): %w", n, err)
+	}
+	snap, err := w.commit(replid, off)
+	if err != nil {
+		return nil, fmt.Errorf("saving snapshot: %w", err)
+	}
+	ring := u.p.installEpoch(replid, off, snap)
+	u.scan, u.scanErr = resp.NewScanner(off+1, p.lim), nil
+	p.log.Infof("MASTER <-> REPLICA sync: Finished with success (snapshot %s:%d, %d bytes)", replid, off, n)
+	// An EOF-marked transfer gets no stream until the first ACK (protocol §2.4).
+	if err := writeCommand(conn, "REPLCONF", "ACK", strconv.FormatInt(off, 10)); err != nil {
+		return nil, err
+	}
+	return ring, nil
+}
+
+// progressWriter counts bytes for INFO's master_sync_read_bytes.
+type progressWriter struct {
+	w interface{ Write([]byte) (int, error) }
+	n interface{ Add(int64) int64 }
+}
+
+func (w progressWriter) Write(b []byte) (int, error) {
+	n, err := w.w.Write(b)
+	w.n.Add(int64(n))
+	return n, err
+}
+
+// stream appends the master's bytes to the ring until the link fails, answers REPLCONF GETACK,
+// and sends REPLCONF ACK every second from its own goroutine.
+func (u *upstream) stream(conn *trackedConn, br *bufio.Reader, ring *backlog.Ring) error {
+	p := u.p
+	p.mu.Lock()
+	p.link.state = "connected"
+	p.mu.Unlock()
+
+	ack := &acker{conn: conn}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				// The scanner is owned by the read loop; the ticker reports the offset the
+				// loop last published.
+				if err := ack.send(ack.offset()); err != nil {
+					conn.Close()
+					return
+				}
+			}
+		}
+	}()
+	defer func() {
+		close(done)
+		wg.Wait()
+	}()
+
+	ack.publish(u.ackOffset(ring))
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := br.Read(buf)
+		if n > 0 {
+			chunk := buf[:n]
+			ring.Append(chunk)
+			p.stats.netReplIn.Add(int64(n))
+			p.link.lastIO.Store(time.Now().UnixNano())
+			if u.scanErr == nil {
+				u.scanErr = u.scan.Feed(chunk, func(c *resp.Command) {
+					if c.Is("REPLCONF", "GETACK") {
+						// Redis answers with the offset before the GETACK's own bytes.
+						if err := ack.send(c.Start - 1); err != nil {
+							conn.Close()
+						}
+					}
+				})
+				if u.scanErr != nil {
+					p.log.Errorf("Cannot follow command boundaries in the master's stream (%v); bytes are still relayed unchanged, ACKs now report bytes stored", u.scanErr)
+				}
+			}
+			ack.publish(u.ackOffset(ring))
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return errors.New("master closed the connection")
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return errors.New("MASTER timeout: no data nor PING received")
+			}
+			return fmt.Errorf("reading from master: %w", err)
+		}
+	}
+}
+
+// ackOffset is what the proxy acknowledges: the end of the last whole command it has stored.
+func (u *upstream) ackOffset(ring *backlog.Ring) int64 {
+	if u.scanErr != nil || u.scan == nil {
+		return ring.End()
+	}
+	return u.scan.Boundary()
+}
+
+// acker serialises REPLCONF ACK writes from the read loop and the ticker.
+type acker struct {
+	conn net.Conn
+	mu   sync.Mutex
+	last int64 // offset to report on the next tick, guarded by mu
+}
+
+func (a *acker) publish(off int64) {
+	a.mu.Lock()
+	a.last = off
+	a.mu.Unlock()
+}
+
+func (a *acker) offset() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.last
+}
+
+func (a *acker) send(off int64) error {
+	b := appendCommand(nil, "REPLCONF", "ACK", strconv.FormatInt(off, 10))
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err := a.conn.Write(b); err != nil {
+		return fmt.Errorf("send REPLCONF ACK: %w", err)
+	}
+	return nil
+}
+
+func appendCommand(b []byte, args ...string) []byte {
+	b = redcon.AppendArray(b, len(args))
+	for _, a := range args {
+		b = redcon.AppendBulkString(b, a)
+	}
+	return b
+}
+
+func writeCommand(conn net.Conn, args ...string) error {
+	conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Write(appendCommand(nil, args...)); err != nil {
+		return fmt.Errorf("write %s: %w", args[0], err)
+	}
+	return nil
+}
