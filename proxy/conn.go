@@ -7,20 +7,16 @@ import (
 	"time"
 )
 
-// trackedConn records when bytes last arrived and, when idle is set, gives every Read a fresh
-// deadline of that length. Liveness is therefore "any byte within the timeout", which is what
+// trackedConn, when idle is set, gives every Read a fresh deadline of that length. Liveness is therefore "any byte within the timeout", which is what
 // Redis uses for replication links: a loading replica sends only "\n" keep-alives, which redcon
 // consumes without surfacing them.
 type trackedConn struct {
 	net.Conn
-	idle     atomic.Int64 // read timeout in nanoseconds; 0 means none
-	lastRead atomic.Int64 // unix nanoseconds of the last read that returned bytes
+	idle atomic.Int64 // read timeout in nanoseconds; 0 means none
 }
 
 func newTrackedConn(c net.Conn) *trackedConn {
-	t := &trackedConn{Conn: c}
-	t.lastRead.Store(time.Now().UnixNano())
-	return t
+	return &trackedConn{Conn: c}
 }
 
 func (c *trackedConn) setIdleTimeout(d time.Duration) {
@@ -34,11 +30,7 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 	if d := c.idle.Load(); d > 0 {
 		c.Conn.SetReadDeadline(time.Now().Add(time.Duration(d)))
 	}
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.lastRead.Store(time.Now().UnixNano())
-	}
-	return n, err
+	return c.Conn.Read(p)
 }
 
 // ReadFrom hands io.Copy to the TCP connection so that copying from an *os.File (or an
@@ -48,11 +40,6 @@ func (c *trackedConn) ReadFrom(r io.Reader) (int64, error) {
 		return rf.ReadFrom(r)
 	}
 	return io.Copy(struct{ io.Writer }{c.Conn}, r)
-}
-
-// idleFor reports how long ago bytes last arrived.
-func (c *trackedConn) idleFor(now time.Time) time.Duration {
-	return now.Sub(time.Unix(0, c.lastRead.Load()))
 }
 
 // trackedListener wraps every accepted connection in a trackedConn.

@@ -22,18 +22,18 @@ func TestTryPartial(t *testing.T) {
 		off    int64
 		ok     bool
 	}{
-		{id, 101, true},                   // first byte held
-		{id, 150, true},                   // middle
-		{id, 201, true},                   // end+1: nothing to send, still a partial resync
-		{strings.ToUpper(id), 150, true},  // IDs compare case-insensitively
-		{id, 100, false},                  // before the backlog
-		{id, 202, false},                  // past the end: never guess
-		{id2, 151, true},                  // previous ID up to second_repl_offset
-		{id2, 152, false},                 // past the fork point of the previous ID
-		{id2, 100, false},                 // previous ID, but not in the backlog
-		{"?", -1, false},                  // a fresh replica
+		{id, 101, true},                       // first byte held
+		{id, 150, true},                       // middle
+		{id, 201, true},                       // end+1: nothing to send, still a partial resync
+		{strings.ToUpper(id), 150, true},      // IDs compare case-insensitively
+		{id, 100, false},                      // before the backlog
+		{id, 202, false},                      // past the end: never guess
+		{id2, 151, true},                      // previous ID up to second_repl_offset
+		{id2, 152, false},                     // past the fork point of the previous ID
+		{id2, 100, false},                     // previous ID, but not in the backlog
+		{"?", -1, false},                      // a fresh replica
 		{strings.Repeat("c", 40), 150, false}, // unknown ID
-		{zeroReplid, 150, false},          // zero ID never matches (replid2 unset case below)
+		{zeroReplid, 150, false},              // zero ID never matches (replid2 unset case below)
 	} {
 		_, ok := p.tryPartialLocked(r, syncRequest{psync: true, replid: tc.replid, offset: tc.off})
 		if ok != tc.ok {

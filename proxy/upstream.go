@@ -19,6 +19,12 @@ import (
 	"github.com/psync-proxy/psync-proxy/resp"
 )
 
+// streamLimits bound the stream scanner. Redis exempts its master from proto-max-bulk-len and
+// from argument counts, so these only stop absurd lengths; the scanner is advisory anyway.
+func streamLimits() resp.Limits {
+	return resp.Limits{MaxBulkLen: 1 << 40, MaxArrayLen: 1 << 32, MaxLineLen: 64 << 10}
+}
+
 // errRetryLater marks transient refusals (-LOADING, -NOMASTERLINK) that Redis retries in a second.
 var errRetryLater = errors.New("master asked to retry later")
 
@@ -130,7 +136,7 @@ func (u *upstream) handshake(conn net.Conn, br *bufio.Reader) error {
 		msg := v.Error().Error()
 		if !strings.HasPrefix(msg, "NOAUTH") && !strings.HasPrefix(msg, "NOPERM") &&
 			!strings.HasPrefix(msg, "ERR operation not permitted") {
-			return fmt.Errorf("Error reply to PING from master: '-%s'", msg)
+			return fmt.Errorf("error reply to PING from master: '-%s'", msg)
 		}
 	}
 	p.log.Info("Master replied to PING, replication can continue...")
@@ -155,7 +161,7 @@ func (u *upstream) handshake(conn net.Conn, br *bufio.Reader) error {
 			return fmt.Errorf("reading AUTH reply: %w", err)
 		}
 		if v.Type() == tresp.Error {
-			return fmt.Errorf("Unable to AUTH to MASTER: -%s", v.Error())
+			return fmt.Errorf("unable to AUTH to MASTER: -%s", v.Error())
 		}
 	}
 	for _, what := range []string{"listening-port", "capa"} {
@@ -211,18 +217,18 @@ func (u *upstream) psync(conn *trackedConn, br *bufio.Reader) (*backlog.Ring, er
 		if strings.HasPrefix(msg, "NOMASTERLINK") || strings.HasPrefix(msg, "LOADING") {
 			return nil, fmt.Errorf("%w: -%s", errRetryLater, msg)
 		}
-		return nil, fmt.Errorf("Master does not support PSYNC or is in error state: -%s", msg)
+		return nil, fmt.Errorf("master does not support PSYNC or is in error state: -%s", msg)
 	}
 	line := v.String()
 	switch {
 	case strings.HasPrefix(line, "FULLRESYNC"):
 		f := strings.Fields(line)
 		if len(f) != 3 || len(f[1]) != 40 {
-			return nil, fmt.Errorf("Master replied with wrong +FULLRESYNC syntax: %q", line)
+			return nil, fmt.Errorf("master replied with wrong +FULLRESYNC syntax: %q", line)
 		}
 		off, err := strconv.ParseInt(f[2], 10, 64)
 		if err != nil || off < 0 {
-			return nil, fmt.Errorf("Master replied with wrong +FULLRESYNC offset: %q", line)
+			return nil, fmt.Errorf("master replied with wrong +FULLRESYNC offset: %q", line)
 		}
 		p.log.Infof("Full resync from master: %s:%d", f[1], off)
 		return u.fullSync(conn, br, f[1], off)
@@ -233,13 +239,13 @@ func (u *upstream) psync(conn *trackedConn, br *bufio.Reader) (*backlog.Ring, er
 			p.shiftReplid(id)
 		}
 		if u.scan == nil {
-			u.scan = resp.NewScanner(ring.End()+1, p.lim)
+			u.scan = resp.NewScanner(ring.End()+1, streamLimits())
 			u.scanErr = nil
 		}
 		p.log.Info("MASTER <-> REPLICA sync: Master accepted a Partial Resynchronization.")
 		return ring, nil
 	default:
-		return nil, fmt.Errorf("Unexpected reply to PSYNC from master: %q", line)
+		return nil, fmt.Errorf("unexpected reply to PSYNC from master: %q", line)
 	}
 }
 
@@ -282,7 +288,7 @@ func (u *upstream) fullSync(conn *trackedConn, br *bufio.Reader, replid string, 
 		return nil, fmt.Errorf("saving snapshot: %w", err)
 	}
 	ring := u.p.installEpoch(replid, off, snap)
-	u.scan, u.scanErr = resp.NewScanner(off+1, p.lim), nil
+	u.scan, u.scanErr = resp.NewScanner(off+1, streamLimits()), nil
 	p.log.Infof("MASTER <-> REPLICA sync: Finished with success (snapshot %s:%d, %d bytes)", replid, off, n)
 	// An EOF-marked transfer gets no stream until the first ACK (protocol §2.4).
 	if err := writeCommand(conn, "REPLCONF", "ACK", strconv.FormatInt(off, 10)); err != nil {
