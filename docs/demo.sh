@@ -49,7 +49,7 @@ wait_until 10 cli "$P" PING >/dev/null 2>&1
 R=$(free_port); start_redis "$R" "$work/replica" --replicaof 127.0.0.1 "$P"
 say "master :$M (repl-backlog-size 1mb)  ->  psync-proxy :$P (256mb)  ->  replica :$R"
 
-redis-benchmark -p "$M" -q -t set,lpush,incr -n 20000 -r 10000 -d 100 | sed 's/^/  /'
+redis-benchmark -p "$M" -q -t set,lpush,incr -n 20000 -r 10000 -d 100 | tr "\r" "\n" | grep "per second" | sed "s/^ */  /"
 wait_until 30 in_sync
 say "replica in sync at offset $(field "$R" replication slave_repl_offset); master sync_full=$(field "$M" stats sync_full)"
 
@@ -57,7 +57,7 @@ say "replica stops (SHUTDOWN SAVE); the master takes ~20 MB of writes, 20x its b
 cli "$R" SHUTDOWN SAVE >/dev/null 2>&1 || true
 sleep 0.5
 before=$(field "$M" replication master_repl_offset)
-redis-benchmark -p "$M" -q -t set -n 20000 -r 100000 -d 1000 | sed 's/^/  /'
+redis-benchmark -p "$M" -q -t set -n 20000 -r 100000 -d 1000 | tr "\r" "\n" | grep "per second" | sed "s/^ */  /"
 after=$(field "$M" replication master_repl_offset)
 echo "  master offset moved by $((after - before)) bytes; the master's own backlog holds $(field "$M" replication repl_backlog_histlen)"
 

@@ -38,6 +38,11 @@ func TestFidelity(t *testing.T) {
 	if got := stat(t, m, "sync_full"); got != 1 {
 		t.Fatalf("master sync_full = %d, want 1 (the proxy only)", got)
 	}
+	// WAIT on the master counts the proxy once it has stored the write (GETACK answered).
+	m.MustDo(t, "SET", "waited", "1")
+	if n := m.MustDo(t, "WAIT", "1", "5000").Integer(); n != 1 {
+		t.Fatalf("WAIT 1 5000 = %d, want 1", n)
+	}
 }
 
 // The seed's scenario: a replica down while the master writes 20x its 1mb backlog comes back

@@ -1,0 +1,55 @@
+package backlog
+
+import (
+	"context"
+	"errors"
+)
+
+// Cursor reads the stream in order for one replica. It is not safe for concurrent use: each
+// replica's writer goroutine owns its cursor.
+type Cursor struct {
+	r   *Ring
+	off int64 // offset of the next byte to read; moves only over bytes copied out
+	// err is sticky: once ErrTrimmed or ErrClosed, the cursor is finished. A cursor that fell
+	// behind First is never moved forward: its replica must be disconnected (invariant 4).
+	err error
+}
+
+// NewCursor returns a cursor whose next byte is off. It fails as ReadAt does: ErrTrimmed for
+// off < First(), ErrFuture for off > End()+1, ErrClosed after Close. off == End()+1 is fine.
+func (r *Ring) NewCursor(off int64) (*Cursor, error) {
+	if _, err := r.ReadAt(nil, off); err != nil {
+		return nil, err
+	}
+	return &Cursor{r: r, off: off}, nil
+}
+
+// Read blocks until the byte at the cursor exists, then copies up to len(p) bytes and
+// advances the cursor past them. Errors: ErrTrimmed when the cursor fell behind First() (the
+// replica lagged past the backlog), ErrClosed, and ctx.Err(). ErrTrimmed and ErrClosed are
+// returned again by every later call; a context error is not.
+func (c *Cursor) Read(ctx context.Context, p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	for {
+		n, err := c.r.ReadAt(p, c.off)
+		if err == nil && (n > 0 || len(p) == 0) {
+			c.off += int64(n)
+			return n, nil
+		}
+		if err == nil {
+			// At the end: sleep until the writer appends the byte we want.
+			err = c.r.Wait(ctx, c.off)
+		}
+		if err != nil {
+			if errors.Is(err, ErrTrimmed) || errors.Is(err, ErrClosed) {
+				c.err = err
+			}
+			return 0, err
+		}
+	}
+}
+
+// Offset returns the offset of the next byte Read returns.
+func (c *Cursor) Offset() int64 { return c.off }

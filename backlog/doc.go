@@ -1,0 +1,27 @@
+// Package backlog keeps the master's replication stream addressed by absolute offset, like
+// Redis's repl backlog, so that any replica can resume from any offset still held.
+//
+// # Offsets
+//
+// Offsets follow Redis. Bytes are numbered from 1 (or from whatever offset the epoch starts
+// at). End is the offset of the last byte appended (master_repl_offset); First is the offset of
+// the oldest byte still held (repl_backlog_first_byte_offset). An empty ring has
+// First == End+1, and Histlen == End-First+1 always. Both bounds only move forward.
+//
+// # Ring
+//
+// Ring is a bounded in-RAM ring. Its storage is allocated as bytes arrive, doubling up to the
+// configured size, so a large backlog costs nothing until it is used. When it is full the
+// oldest bytes are evicted: First moves forward and readers of those offsets get ErrTrimmed.
+// The ring never serves other bytes in place of evicted ones, and a reader is never moved
+// forward over bytes it did not receive: that is what makes a PSYNC +CONTINUE provable.
+//
+// # Concurrency
+//
+// One goroutine appends (the upstream link); any number of goroutines read, usually one
+// Cursor per downstream replica. The writer never waits for a reader longer than one reader's
+// copy of at most 64 KiB, because every copy into or out of the storage is done in chunks of
+// at most that size under a sync.RWMutex. First, End, Bounds and Histlen take no lock. Readers
+// waiting for new bytes are woken by a broadcast that costs nothing while nobody waits. The
+// package starts no goroutines.
+package backlog
