@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -98,6 +97,11 @@ func (tp *testProxy) do(args ...string) string {
 	tp.t.Helper()
 	c := redistest.Dial(tp.t, tp.Addr())
 	defer c.Close()
+	if tp.cfg.RequirePass != "" {
+		if _, err := c.Do("AUTH", tp.cfg.RequirePass); err != nil {
+			tp.t.Fatalf("AUTH: %v", err)
+		}
+	}
 	c.Send(args...)
 	v, err := c.ReadValue()
 	if err != nil {
@@ -112,13 +116,7 @@ func (tp *testProxy) do(args ...string) string {
 // info returns the proxy's INFO fields.
 func (tp *testProxy) info(section string) map[string]string {
 	tp.t.Helper()
-	m := map[string]string{}
-	for _, line := range strings.Split(tp.do("INFO", section), "\r\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && !strings.HasPrefix(line, "#") {
-			m[k] = v
-		}
-	}
-	return m
+	return redistest.ParseInfo(tp.do("INFO", section))
 }
 
 func (tp *testProxy) stat(name string) int64 {

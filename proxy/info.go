@@ -17,9 +17,6 @@ import (
 // Version is psync-proxy's version, reported by INFO and HELLO.
 const Version = "0.1.0"
 
-// infoSections in the order INFO prints them.
-var infoSections = []string{"server", "clients", "replication", "stats"}
-
 // cmdInfo answers INFO [section ...] with Redis's field names and "# Section" headers.
 func (p *Proxy) cmdInfo(conn redcon.Conn, args [][]byte) {
 	want := map[string]bool{}
@@ -28,7 +25,7 @@ func (p *Proxy) cmdInfo(conn redcon.Conn, args [][]byte) {
 	}
 	all := len(want) == 0 || want["all"] || want["everything"] || want["default"]
 	var b strings.Builder
-	for _, s := range infoSections {
+	for _, s := range [...]string{"server", "clients", "replication", "stats"} {
 		if !all && !want[s] {
 			continue
 		}
@@ -143,7 +140,7 @@ func (p *Proxy) infoReplication(b *strings.Builder) {
 			lag = int64(now.Sub(time.Unix(0, r.ackTime.Load())).Seconds())
 		}
 		fmt.Fprintf(b, "slave%d:ip=%s,port=%d,state=%s,offset=%d,lag=%d\r\n",
-			i, r.ip, r.port, stateNames[st], r.ackOff.Load(), lag)
+			i, r.ip, r.port, stateName(st), r.ackOff.Load(), lag)
 	}
 	field(b, "master_failover_state", "no-failover")
 	replid := p.replid
@@ -185,43 +182,56 @@ type configParam struct {
 	set  func(p *Proxy, v string) error // nil: read-only
 }
 
-var configParams = []configParam{
-	{name: "repl-backlog-size",
-		get: func(p *Proxy) string { return itoa(p.backlogSize.Load()) },
-		set: func(p *Proxy, v string) error {
-			n, err := ParseSize(v)
-			if err != nil {
-				return err
-			}
-			if n <= 0 {
-				return fmt.Errorf("argument must be positive")
-			}
-			p.setResizedBacklog(n)
-			p.log.Infof("CONFIG SET repl-backlog-size %d: backlog resized", n)
-			return nil
+// configParams lists the parameters CONFIG knows, in CONFIG GET's order.
+func configParams() []configParam {
+	return []configParam{
+		{name: "repl-backlog-size",
+			get: func(p *Proxy) string { return itoa(p.backlogSize.Load()) },
+			set: func(p *Proxy, v string) error {
+				n, err := ParseSize(v)
+				if err != nil {
+					return err
+				}
+				if n <= 0 {
+					return fmt.Errorf("argument must be positive")
+				}
+				p.setResizedBacklog(n)
+				p.log.Infof("CONFIG SET repl-backlog-size %d: backlog resized", n)
+				return nil
+			}},
+		{name: "repl-timeout",
+			get: func(p *Proxy) string { return itoa(int64(p.timeout() / time.Second)) },
+			set: func(p *Proxy, v string) error {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil || n < 1 {
+					return fmt.Errorf("argument must be a positive number of seconds")
+				}
+				p.replTimeout.Store(int64(time.Duration(n) * time.Second))
+				return nil
+			}},
+		{name: "dir", get: func(p *Proxy) string { return p.cfg.Dir }},
+		{name: "replicaof", get: func(p *Proxy) string {
+			h, port, _ := net.SplitHostPort(p.cfg.MasterAddr)
+			return h + " " + port
 		}},
-	{name: "repl-timeout",
-		get: func(p *Proxy) string { return itoa(int64(p.timeout() / time.Second)) },
-		set: func(p *Proxy, v string) error {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 1 {
-				return fmt.Errorf("argument must be a positive number of seconds")
-			}
-			p.replTimeout.Store(int64(time.Duration(n) * time.Second))
-			return nil
-		}},
-	{name: "dir", get: func(p *Proxy) string { return p.cfg.Dir }},
-	{name: "replicaof", get: func(p *Proxy) string {
-		h, port, _ := net.SplitHostPort(p.cfg.MasterAddr)
-		return h + " " + port
-	}},
-	{name: "masteruser", get: func(p *Proxy) string { return p.cfg.MasterUser }},
-	{name: "protected-mode", get: func(p *Proxy) string { return map[bool]string{true: "yes", false: "no"}[p.cfg.ProtectedMode] }},
-	{name: "replica-priority", get: func(p *Proxy) string { return "0" }},
+		{name: "masteruser", get: func(p *Proxy) string { return p.cfg.MasterUser }},
+		{name: "protected-mode", get: func(p *Proxy) string { return map[bool]string{true: "yes", false: "no"}[p.cfg.ProtectedMode] }},
+		{name: "replica-priority", get: func(p *Proxy) string { return "0" }},
+	}
 }
 
-// configAliases maps psync-proxy's command-line names to redis.conf's.
-var configAliases = map[string]string{"backlog-size": "repl-backlog-size", "slaveof": "replicaof", "slave-priority": "replica-priority"}
+// configName maps psync-proxy's command-line names and Redis's old ones to redis.conf's.
+func configName(name string) string {
+	switch name = strings.ToLower(name); name {
+	case "backlog-size":
+		return "repl-backlog-size"
+	case "slaveof":
+		return "replicaof"
+	case "slave-priority":
+		return "replica-priority"
+	}
+	return name
+}
 
 func (p *Proxy) cmdConfig(conn redcon.Conn, args [][]byte) {
 	if len(args) == 0 {
@@ -235,13 +245,9 @@ func (p *Proxy) cmdConfig(conn redcon.Conn, args [][]byte) {
 			return
 		}
 		var out []string
-		for _, param := range configParams {
+		for _, param := range configParams() {
 			for _, pat := range args[1:] {
-				pt := strings.ToLower(string(pat))
-				if a, ok := configAliases[pt]; ok {
-					pt = a
-				}
-				if ok, _ := path.Match(pt, param.name); ok {
+				if ok, _ := path.Match(configName(string(pat)), param.name); ok {
 					out = append(out, param.name, param.get(p))
 					break
 				}
@@ -256,17 +262,15 @@ func (p *Proxy) cmdConfig(conn redcon.Conn, args [][]byte) {
 			wrongArity(conn, "config|set")
 			return
 		}
+		params := configParams()
 		for i := 1; i < len(args); i += 2 {
-			name := strings.ToLower(string(args[i]))
-			if a, ok := configAliases[name]; ok {
-				name = a
-			}
-			idx := slices.IndexFunc(configParams, func(c configParam) bool { return c.name == name })
-			if idx < 0 || configParams[idx].set == nil {
+			name := configName(string(args[i]))
+			idx := slices.IndexFunc(params, func(c configParam) bool { return c.name == name })
+			if idx < 0 || params[idx].set == nil {
 				conn.WriteError("ERR Unknown option or number of arguments for CONFIG SET - '" + truncate(string(args[i]), 64) + "'")
 				return
 			}
-			if err := configParams[idx].set(p, string(args[i+1])); err != nil {
+			if err := params[idx].set(p, string(args[i+1])); err != nil {
 				conn.WriteError("ERR CONFIG SET failed (possibly related to argument '" + name + "') - " + err.Error())
 				return
 			}

@@ -25,7 +25,9 @@ const (
 	stateOnline                  // streaming
 )
 
-var stateNames = [...]string{"wait_bgsave", "send_bulk", "online"}
+func stateName(st int32) string {
+	return [...]string{"wait_bgsave", "send_bulk", "online"}[st]
+}
 
 // replica is one downstream connection after PSYNC or SYNC. Its session goroutine writes; a
 // second goroutine reads ACKs. Neither ever blocks the upstream link: the stream reaches the
@@ -284,6 +286,7 @@ func (p *Proxy) fullSync(ctx context.Context, r *replica, req syncRequest, plan 
 		r.conn.SetWriteDeadline(time.Now().Add(p.timeout()))
 		n, err := io.CopyN(r.conn, plan.file, min(piece, plan.snap.Size-sent))
 		sent += n
+		p.stats.netReplOut.Add(n)
 		if err != nil {
 			return fmt.Errorf("sending snapshot (%d of %d bytes): %w", sent, plan.snap.Size, err)
 		}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tidwall/redcon"
@@ -299,8 +300,8 @@ func (u *upstream) fullSync(conn *trackedConn, br *bufio.Reader, replid string, 
 
 // progressWriter counts bytes for INFO's master_sync_read_bytes.
 type progressWriter struct {
-	w interface{ Write([]byte) (int, error) }
-	n interface{ Add(int64) int64 }
+	w io.Writer
+	n *atomic.Int64
 }
 
 func (w progressWriter) Write(b []byte) (int, error) {
