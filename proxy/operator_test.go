@@ -1,6 +1,8 @@
 package proxy_test
 
 import (
+	"bytes"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -77,6 +79,18 @@ func TestOperatorSurface(t *testing.T) {
 	}
 	if out := redisCLI(t, p.port, "-a", pass, "GET", "k"); !strings.Contains(out, "psync-proxy is a replication proxy") {
 		t.Fatalf("GET: %q", out)
+	}
+
+	// redis-cli --rdb (REPLCONF rdb-only 1, SYNC) gets exactly the snapshot.
+	rdbPath := t.TempDir() + "/dump.rdb"
+	redisCLI(t, p.port, "-a", pass, "--rdb", rdbPath)
+	got, err := os.ReadFile(rdbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(p.cfg.Dir + "/snapshot.rdb")
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("redis-cli --rdb wrote %d bytes, snapshot has %d (%v)", len(got), len(want), err)
 	}
 
 	// SHUTDOWN stops the proxy: Serve returns, every goroutine ends.

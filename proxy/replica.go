@@ -133,6 +133,10 @@ func (p *Proxy) readReplica(r *replica, dc redcon.DetachedConn, expectAcks bool)
 	for {
 		cmd, err := dc.ReadCommand()
 		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				p.log.Warnf("Disconnecting timedout replica (streaming sync): %s", r.addr)
+			}
 			return
 		}
 		r.ackTime.Store(time.Now().UnixNano())
@@ -165,7 +169,8 @@ type syncPlan struct {
 func (p *Proxy) syncReplica(ctx context.Context, r *replica, req syncRequest) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	triedPartial := !req.psync
+	// An rdb-only client wants the snapshot and nothing after it, so never a partial resync.
+	triedPartial := !req.psync || r.client.rdbOnly
 	var plan *syncPlan
 	for {
 		var wait <-chan struct{}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestOptions(t *testing.T) {
+	o, err := parse([]string{"--master", "10.0.0.1:6379", "--backlog-size", "4gb", "--repl-timeout", "30",
+		"--requirepass", "p", "--protected-mode", "no"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := o.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MasterAddr != "10.0.0.1:6379" || cfg.BacklogSize != 4<<30 || cfg.ReplTimeout != 30*time.Second ||
+		cfg.RequirePass != "p" || cfg.ProtectedMode {
+		t.Fatalf("config %+v", cfg)
+	}
+	if o, _ := parse(nil, io.Discard); o.listen != "127.0.0.1:6380" || o.protectedMode != "yes" {
+		t.Fatalf("defaults: listen %s protected-mode %s; want loopback and yes", o.listen, o.protectedMode)
+	}
+	for _, bad := range [][]string{
+		{}, // no master
+		{"--master", "m:1", "--backlog-size", "1tb"},
+		{"--master", "m:1", "--backlog-size", "0"},
+		{"--master", "m:1", "--repl-timeout", "0"},
+		{"--master", "m:1", "--protected-mode", "maybe"},
+	} {
+		o, err := parse(bad, io.Discard)
+		if err == nil {
+			_, err = o.config()
+		}
+		if err == nil {
+			t.Errorf("%v: accepted", bad)
+		}
+	}
+	if _, err := parse([]string{"--master", "m:1", "extra"}, io.Discard); err == nil || !strings.Contains(err.Error(), "extra") {
+		t.Errorf("a stray argument was accepted: %v", err)
+	}
+}
+
+func TestRunRejectsBadOptions(t *testing.T) {
+	var out strings.Builder
+	if code := run([]string{"--log-level", "loud", "--master", "127.0.0.1:1"}, &out); code != 2 {
+		t.Fatalf("exit %d, want 2; %s", code, out.String())
+	}
+	if code := run([]string{"--version"}, &out); code != 0 || !strings.Contains(out.String(), "psync-proxy") {
+		t.Fatalf("--version: exit %d, %q", code, out.String())
+	}
+}
