@@ -26,8 +26,10 @@ const (
 	// chunk bounds every copy made under mu, so the writer waits at most one chunk for a
 	// reader, and a reader at most one chunk for the writer.
 	chunk = 64 << 10
-	// minAlloc is the first storage allocation; it doubles from there up to the size.
-	minAlloc = 64 << 10
+	// blockSize is the size of every storage block. Storage grows and shrinks a block at a
+	// time and held bytes are never moved, so no Append or Resize costs more than one
+	// block's allocation, whatever the ring's size.
+	blockSize = 1 << 20
 )
 
 // Ring is an in-RAM backlog addressed by absolute offset. Append must be called by one
@@ -35,23 +37,36 @@ const (
 type Ring struct {
 	// wmu serializes the mutators: Append, Resize and Close. Append has a single caller by
 	// contract; wmu lets Resize (CONFIG SET) and Close (shutdown) come from other goroutines.
-	// Readers never take it. Because only wmu holders write buf, a wmu holder may read buf
-	// without mu.
+	// Readers never take it. Because only wmu holders change the storage, a wmu holder may
+	// read it without mu.
 	wmu sync.Mutex
 
-	// mu guards the contents of buf. A wmu holder takes it exclusively for each chunk it
-	// copies in and to swap buf; readers take it shared for each chunk they copy out.
+	// mu guards the storage: blocks, base and the blocks' contents. A wmu holder takes it
+	// exclusively for each chunk it copies in and for every change to blocks or base;
+	// readers take it shared for each chunk they copy out, and never touch a block without it.
 	mu sync.RWMutex
-	// buf is the storage; len(buf) is the capacity and never exceeds size. The byte at offset
-	// o, First <= o <= End, is buf[(o-base)%len(buf)], and base <= First. buf and base change
-	// only with wmu and mu (exclusive) both held, so either lock is enough to read them.
-	buf  []byte
-	base int64
+	// blocks is the storage, ordered by offset: blocks.at(k) holds the offsets
+	// [base+k*bsize, base+(k+1)*bsize), so the byte at offset o, First <= o <= End, is
+	// blocks.at((o-base)/bsize)[(o-base)%bsize]. Every block in it holds an offset in
+	// [First, End+1]: the front block holds First (base <= First), the back block End or
+	// End+1. blocks and base change only with wmu and mu (exclusive) both held, so either
+	// lock is enough to read them.
+	blocks deque
+	base   int64
+	bsize  int64 // the size of every block; blockSize but in tests
+	// spare is a block taken off the front of blocks, kept to become the next back block, so
+	// that a full ring allocates nothing. At most one is kept: memory goes back when the
+	// size shrinks. Only wmu holders use it; readers cannot reach it.
+	spare []byte
+	// mem is the bytes of all blocks allocated: those in blocks and spare. Stored with wmu.
+	mem atomic.Int64
 
 	// first and end are the held bytes' bounds. They change only with wmu and mu (exclusive)
 	// both held, and only forward:
-	//   - first passes a byte in the same critical section that overwrites it, or an earlier
-	//     one, so a reader holding mu that sees first <= o reads the true byte o;
+	//   - first passes every byte of a block in the critical section that takes the block off
+	//     blocks, or an earlier one. A block's bytes are only rewritten at offsets above End,
+	//     after it has come back as the new back block, so a reader holding mu that sees
+	//     first <= o <= end reads the true byte o;
 	//   - end passes a byte in the critical section that copies it in, after the copy.
 	// Lock-free readers take a consistent pair through seq, a seqlock: seq is odd while a
 	// pair is being stored.
@@ -60,7 +75,7 @@ type Ring struct {
 	end   atomic.Int64
 
 	size   atomic.Int64 // configured maximum; stored with wmu held
-	closed atomic.Bool  // set once, with wmu held, before buf is released
+	closed atomic.Bool  // set once, with wmu held, before the storage is released
 
 	// waitMu guards wake, the broadcast channel for Wait. It is nil while nobody waits, so a
 	// busy stream without waiters allocates nothing. A waiter creates it; Append or Close
@@ -74,9 +89,19 @@ type Ring struct {
 
 // NewRing returns an empty ring holding at most size bytes, whose first appended byte gets
 // offset next, so First() == next and End() == next-1. A size below MinSize is raised to
-// MinSize. No storage is allocated until bytes arrive.
+// MinSize. Storage is allocated in blocks of 1 MiB as bytes arrive, so a large ring costs
+// nothing until it is used, and it never needs one large allocation. Because of the block
+// granularity, the memory a ring uses may exceed size by about two blocks (see Mem).
 func NewRing(size int64, next int64) *Ring {
-	r := &Ring{base: next}
+	return newRing(size, next, blockSize)
+}
+
+// newRing is NewRing with blocks of bsize bytes.
+func newRing(size, next, bsize int64) *Ring {
+	if bsize <= 0 {
+		panic("backlog: block size must be positive")
+	}
+	r := &Ring{base: next, bsize: bsize}
 	r.size.Store(max(size, MinSize))
 	r.first.Store(next)
 	r.end.Store(next - 1)
@@ -86,7 +111,8 @@ func NewRing(size int64, next int64) *Ring {
 // Append adds p at End()+1 and wakes every waiter. Only one goroutine may call Append. It
 // never waits for readers beyond one chunk copy: when the ring is full the oldest bytes are
 // evicted. If p is longer than Size, End still advances by len(p) but only the newest Size
-// bytes are kept. After Close, Append does nothing.
+// bytes are kept. After Close, Append does nothing. Held bytes are never moved, so the cost
+// of an Append does not depend on the ring's size.
 func (r *Ring) Append(p []byte) {
 	if len(p) == 0 {
 		return
@@ -103,50 +129,81 @@ func (r *Ring) Append(p []byte) {
 		e := r.end.Load() + n - size
 		r.mu.Lock()
 		r.setBounds(e+1, e)
+		r.trim()
 		r.mu.Unlock()
 		p = p[n-size:]
 	}
-	r.reserve(int64(len(p)), size)
 	for len(p) > 0 {
-		k := min(len(p), chunk)
-		r.put(p[:k])
-		p = p[k:]
+		p = p[r.put(p, size):]
 	}
 	r.notify()
 }
 
-// reserve makes the storage large enough for the held bytes plus n more, up to size, so that
-// bytes are evicted only once the storage has reached size. The caller holds wmu.
-func (r *Ring) reserve(n, size int64) {
+// put copies in at End()+1 as much of p as one critical section takes: at most chunk bytes,
+// and not past the end of a block. It returns how many bytes it copied. It evicts the bytes
+// that would exceed size first, and takes a new back block when the last one is full:
+// the spare, or one taken off the front in the same step, or else a new allocation. The
+// caller holds wmu, and len(p) <= size.
+func (r *Ring) put(p []byte, size int64) int {
 	first, end := r.first.Load(), r.end.Load()
-	need := min(end-first+1+n, size)
-	if int64(len(r.buf)) >= need {
-		return
+	// pos is where End()+1 goes in the back block, bsize when it needs a new one.
+	pos := r.bsize
+	if n := r.blocks.n; n > 0 {
+		pos = end + 1 - r.base - int64(n-1)*r.bsize
 	}
-	// Allocate and copy without mu: readers keep reading the old storage meanwhile, and
-	// nobody else writes it because we hold wmu.
-	nb := make([]byte, allocSize(need, size))
-	r.copyAt(nb[:end-first+1], first)
+	grow := pos == r.bsize
+	if grow {
+		pos = 0
+	}
+	k := int(min(int64(len(p)), chunk, r.bsize-pos))
+	last := end + int64(k)
+	nfirst := max(first, last-size+1)
+	var blk []byte
+	if grow && r.spare == nil && !r.frontFreed(nfirst) {
+		// Allocate before taking mu, so readers do not wait while the block is cleared.
+		blk = make([]byte, r.bsize)
+		r.mem.Add(r.bsize)
+	}
 	r.mu.Lock()
-	r.buf, r.base = nb, first
+	if nfirst != first {
+		r.setBounds(nfirst, end) // evict before the front blocks are recycled
+		r.trim()
+	}
+	if grow {
+		if blk == nil {
+			blk, r.spare = r.spare, nil
+		}
+		if r.blocks.n == 0 {
+			r.base = end + 1
+		}
+		r.blocks.push(blk)
+	}
+	copy(r.blocks.at(r.blocks.n - 1)[pos:], p[:k])
+	r.setBounds(nfirst, last)
 	r.mu.Unlock()
+	return k
 }
 
-// put copies q, at most chunk bytes and at most len(buf), in at End()+1. The caller holds wmu.
-func (r *Ring) put(q []byte) {
-	end := r.end.Load()
-	last := end + int64(len(q))
-	c := int64(len(r.buf))
-	first := max(r.first.Load(), last-c+1)
-	pos := (end + 1 - r.base) % c
-	r.mu.Lock()
-	if first != r.first.Load() {
-		r.setBounds(first, end) // evict before overwriting
+// frontFreed reports whether trim, once First is first, takes the front block off blocks.
+// The caller holds wmu.
+func (r *Ring) frontFreed(first int64) bool {
+	return r.blocks.n > 0 && r.base+r.bsize <= first
+}
+
+// trim takes every block whose bytes are all below First off the front of blocks, keeps one
+// as the spare and lets the others go. The caller holds wmu and mu exclusively and has
+// already published First, so no reader can be looking at those blocks.
+func (r *Ring) trim() {
+	first := r.first.Load()
+	for r.frontFreed(first) {
+		blk := r.blocks.pop()
+		r.base += r.bsize
+		if r.spare == nil {
+			r.spare = blk
+		} else {
+			r.mem.Add(-r.bsize)
+		}
 	}
-	k := copy(r.buf[pos:], q)
-	copy(r.buf, q[k:])
-	r.setBounds(first, last)
-	r.mu.Unlock()
 }
 
 // setBounds publishes a new pair. The caller holds wmu and mu exclusively.
@@ -183,14 +240,14 @@ func (r *Ring) wakeChan() <-chan struct{} {
 }
 
 // copyAt copies len(dst) held bytes starting at offset off into dst. The caller holds mu or
-// wmu, which keeps buf from changing, and has checked that the bytes are held.
+// wmu, which keeps blocks from changing, and has checked that the bytes are held.
 func (r *Ring) copyAt(dst []byte, off int64) {
-	if len(dst) == 0 {
-		return
+	rel := off - r.base
+	for len(dst) > 0 {
+		k := copy(dst, r.blocks.at(int(rel / r.bsize))[rel%r.bsize:])
+		dst = dst[k:]
+		rel += int64(k)
 	}
-	pos := (off - r.base) % int64(len(r.buf))
-	k := copy(dst, r.buf[pos:])
-	copy(dst[k:], r.buf)
 }
 
 // ReadAt copies the bytes from offset off into p, as many as are held up to len(p), and
@@ -296,16 +353,15 @@ func (r *Ring) Histlen() int64 {
 // Size returns the configured maximum number of bytes held.
 func (r *Ring) Size() int64 { return r.size.Load() }
 
-// Mem returns the bytes currently allocated for storage; at most Size, 0 after Close.
-func (r *Ring) Mem() int64 {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return int64(len(r.buf))
-}
+// Mem returns the bytes currently allocated for storage, 0 after Close. Storage comes in
+// whole blocks (1 MiB) and one spare block is kept for reuse, so Mem may exceed Size by up
+// to about two blocks: it is at most Size rounded up to whole blocks, plus two blocks.
+func (r *Ring) Mem() int64 { return r.mem.Load() }
 
 // Resize changes the maximum at runtime (CONFIG SET repl-backlog-size), keeping the newest
 // bytes: shrinking evicts from the front, growing keeps everything. A size below MinSize is
-// raised to MinSize. Safe to call concurrently with Append and readers.
+// raised to MinSize. Safe to call concurrently with Append and readers. No bytes are copied:
+// shrinking moves First and lets the blocks below it go, growing only raises the limit.
 func (r *Ring) Resize(size int64) {
 	size = max(size, MinSize)
 	r.wmu.Lock()
@@ -315,23 +371,12 @@ func (r *Ring) Resize(size int64) {
 	}
 	r.size.Store(size)
 	first, end := r.first.Load(), r.end.Load()
-	first = max(first, end-size+1)
-	if int64(len(r.buf)) <= size {
-		if first != r.first.Load() {
-			r.mu.Lock()
-			r.setBounds(first, end)
-			r.mu.Unlock()
-		}
-		return
+	if f := max(first, end-size+1); f != first {
+		r.mu.Lock()
+		r.setBounds(f, end)
+		r.trim()
+		r.mu.Unlock()
 	}
-	// The storage exceeds the new maximum: move the kept bytes to smaller storage so the
-	// memory is given back. As in reserve, the copy is done without mu.
-	nb := make([]byte, allocSize(end-first+1, size))
-	r.copyAt(nb[:end-first+1], first)
-	r.mu.Lock()
-	r.setBounds(first, end)
-	r.buf, r.base = nb, first
-	r.mu.Unlock()
 }
 
 // Close wakes every waiter with ErrClosed and releases the storage; later reads return
@@ -343,20 +388,42 @@ func (r *Ring) Close() {
 		return
 	}
 	r.mu.Lock()
-	r.buf = nil
+	r.blocks = deque{}
+	r.spare = nil
+	r.mem.Store(0)
 	r.mu.Unlock()
 	r.notify()
 }
 
-// allocSize returns the storage size for need bytes: minAlloc doubled until it fits, capped
-// at size. Doubling keeps the number of reallocations logarithmic in the size.
-func allocSize(need, size int64) int64 {
-	if need <= 0 {
-		return 0
+// deque is a FIFO of blocks in a circular slice. Once it has grown to the most blocks the
+// ring holds, taking blocks off the front and adding them at the back allocates nothing.
+type deque struct {
+	s    [][]byte // len(s) is 0 or a power of two
+	head int      // index in s of the front block
+	n    int      // number of blocks
+}
+
+// at returns the block i places from the front; 0 <= i < n.
+func (q *deque) at(i int) []byte { return q.s[(q.head+i)&(len(q.s)-1)] }
+
+// push adds b at the back, doubling s when it is full. Only the block slices are moved.
+func (q *deque) push(b []byte) {
+	if q.n == len(q.s) {
+		s := make([][]byte, max(8, 2*len(q.s)))
+		for i := range q.n {
+			s[i] = q.at(i)
+		}
+		q.s, q.head = s, 0
 	}
-	c := int64(minAlloc)
-	for c < need {
-		c *= 2
-	}
-	return min(c, size)
+	q.s[(q.head+q.n)&(len(q.s)-1)] = b
+	q.n++
+}
+
+// pop removes and returns the front block; n > 0.
+func (q *deque) pop() []byte {
+	b := q.s[q.head]
+	q.s[q.head] = nil
+	q.head = (q.head + 1) & (len(q.s) - 1)
+	q.n--
+	return b
 }

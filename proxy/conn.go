@@ -7,12 +7,14 @@ import (
 	"time"
 )
 
-// trackedConn, when idle is set, gives every Read a fresh deadline of that length. Liveness is therefore "any byte within the timeout", which is what
+// trackedConn, when idle is set, gives every Read a fresh deadline of that length, and records
+// when bytes last arrived in lastIO (when set). Liveness is therefore "any byte within the timeout", which is what
 // Redis uses for replication links: a loading replica sends only "\n" keep-alives, which redcon
 // consumes without surfacing them.
 type trackedConn struct {
 	net.Conn
-	idle atomic.Int64 // read timeout in nanoseconds; 0 means none
+	idle   atomic.Int64  // read timeout in nanoseconds; 0 means none
+	lastIO *atomic.Int64 // unix nanoseconds of the last read that returned bytes; nil: not kept
 }
 
 func newTrackedConn(c net.Conn) *trackedConn {
@@ -30,7 +32,11 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 	if d := c.idle.Load(); d > 0 {
 		c.Conn.SetReadDeadline(time.Now().Add(time.Duration(d)))
 	}
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	if n > 0 && c.lastIO != nil {
+		c.lastIO.Store(time.Now().UnixNano())
+	}
+	return n, err
 }
 
 // ReadFrom hands io.Copy to the TCP connection so that copying from an *os.File (or an

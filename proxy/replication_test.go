@@ -145,10 +145,17 @@ func TestFullSyncFallbacks(t *testing.T) {
 	redistest.WaitInSync(t, syncTimeout, m, x, y)
 	y.ShutdownSave(t)
 	redistest.WriteBytes(t, m, 8<<20)
+	fullBefore, logBefore := p.stat("sync_full"), len(y.Log(t))
 	y.Restart(t)
 	redistest.WaitInSync(t, syncTimeout, m, x, y)
-	if n := y.CountLog(t, "Full resync from master"); n != 2 {
-		t.Fatalf("replica y: %d full resyncs, want 2", n)
+	// The first request after the restart must get a full sync. More may follow: with a 1 MB
+	// backlog a replica that lags by more than 1 MB is dropped (never moved forward) and
+	// comes back, which under -race on two cores does happen.
+	if first := firstSyncOutcome(y.Log(t)[logBefore:]); first != "Full resync from master" {
+		t.Fatalf("replica y after its restart: first outcome %q, want a full resync", first)
+	}
+	if got := p.stat("sync_full"); got <= fullBefore {
+		t.Fatalf("proxy sync_full %d, want more than %d", got, fullBefore)
 	}
 
 	// Raw PSYNCs: an offset past the end and an odd ID both get +FULLRESYNC, never +CONTINUE.
@@ -222,6 +229,18 @@ func TestMasterRestartedEmpty(t *testing.T) {
 			t.Fatalf("replica %s: GET after = %q", r.Addr(), v)
 		}
 	}
+}
+
+// firstSyncOutcome returns how the first sync in a replica's log ended.
+func firstSyncOutcome(log string) string {
+	for _, line := range strings.Split(log, "\n") {
+		for _, o := range []string{"Full resync from master", "Master accepted a Partial Resynchronization"} {
+			if strings.Contains(line, o) {
+				return o
+			}
+		}
+	}
+	return ""
 }
 
 type errString string

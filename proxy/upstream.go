@@ -50,7 +50,11 @@ func (p *Proxy) runUpstream(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		p.log.Warnf("Connection with master lost: %v", err)
+		if streamed {
+			p.log.Warnf("Connection with master lost: %v", err)
+		} else {
+			p.log.Warnf("MASTER <-> REPLICA sync failed: %v", err)
+		}
 		if streamed {
 			backoff = 0 // Redis reconnects at once after losing an established link
 		} else if backoff = backoff * 2; backoff < minBackoff {
@@ -96,6 +100,7 @@ func (u *upstream) syncOnce(ctx context.Context) (streamed bool, err error) {
 		return false, fmt.Errorf("connect to master: %w", err)
 	}
 	conn := newTrackedConn(raw)
+	conn.lastIO = &p.link.lastIO
 	conn.setIdleTimeout(p.timeout())
 	p.mu.Lock()
 	if p.closing {
@@ -353,7 +358,6 @@ func (u *upstream) stream(conn *trackedConn, br *bufio.Reader, ring *backlog.Rin
 			chunk := buf[:n]
 			ring.Append(chunk)
 			p.stats.netReplIn.Add(int64(n))
-			p.link.lastIO.Store(time.Now().UnixNano())
 			if u.scanErr == nil {
 				u.scanErr = u.scan.Feed(chunk, func(c *resp.Command) {
 					if c.Is("REPLCONF", "GETACK") {
