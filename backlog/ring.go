@@ -287,8 +287,9 @@ func (r *Ring) readChunk(p []byte, off int64) (int, error) {
 	}
 	n := int(min(int64(len(p)), end+1-off))
 	r.copyAt(p[:n], off)
-	// Holding mu already keeps the writer from overwriting these bytes; the re-check keeps
-	// "never return overwritten bytes" true here even if first is ever stored outside mu.
+	// Holding mu already keeps the writer from recycling the blocks these bytes came from;
+	// the re-check keeps "never return overwritten bytes" true here even if first is ever
+	// stored, or a block recycled, outside mu.
 	if off < r.first.Load() {
 		return 0, ErrTrimmed
 	}

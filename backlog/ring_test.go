@@ -35,8 +35,8 @@ func checkBounds(t *testing.T, r *Ring, first, end int64) {
 	}
 }
 
-// checkHeld reads every held byte of r from many offsets and sizes, crossing the wrap point,
-// and compares with ref, where ref[i] is the byte at offset base+i.
+// checkHeld reads every held byte of r from many offsets and sizes, crossing block
+// boundaries, and compares with ref, where ref[i] is the byte at offset base+i.
 func checkHeld(t *testing.T, r *Ring, ref []byte, base int64) {
 	t.Helper()
 	first, end := r.Bounds()
@@ -139,8 +139,8 @@ func TestAppendLargerThanSize(t *testing.T) {
 	r.Append(ref[5 : 100<<10])
 	checkBounds(t, r, 100<<10-MinSize+1, 100<<10)
 	checkHeld(t, r, ref, 1)
-	if r.Mem() != MinSize {
-		t.Fatalf("Mem() = %d, want %d", r.Mem(), MinSize)
+	if r.Mem() != blockSize {
+		t.Fatalf("Mem() = %d, want one block", r.Mem())
 	}
 	r.Append(ref[100<<10 : 101<<10])
 	checkBounds(t, r, 101<<10-MinSize+1, 101<<10)
@@ -169,35 +169,40 @@ func TestManySmallAppends(t *testing.T) {
 	checkHeld(t, r, ref, 1)
 }
 
+// TestLazyGrowth checks that storage is allocated one block at a time as bytes arrive, never
+// beyond the bound Mem documents, and that growing never moves held bytes.
 func TestLazyGrowth(t *testing.T) {
-	const size = 1_000_000 // not a power of two: the last step is capped at size
+	const size, bsize = 1_000_000, 64 << 10 // size is not a whole number of blocks
 	ref := stream(4, 3*size)
-	r := NewRing(size, 1)
+	r := newRing(size, 1, bsize)
 	if r.Mem() != 0 {
 		t.Fatalf("Mem() = %d before any append, want 0", r.Mem())
 	}
 	r.Append(ref[:1])
-	if r.Mem() != minAlloc {
-		t.Fatalf("Mem() = %d after 1 byte, want %d", r.Mem(), minAlloc)
+	if r.Mem() != bsize {
+		t.Fatalf("Mem() = %d after 1 byte, want %d", r.Mem(), bsize)
 	}
 	prev := r.Mem()
+	addrs := blockAddrs(r)
 	for off := 1; off < len(ref); off += 10_000 {
 		r.Append(ref[off:min(off+10_000, len(ref))])
 		m := r.Mem()
 		switch {
-		case m > size:
-			t.Fatalf("Mem() = %d > size %d", m, size)
+		case m > memBound(size, bsize):
+			t.Fatalf("Mem() = %d > %d", m, memBound(size, bsize))
 		case m < r.Histlen():
 			t.Fatalf("Mem() = %d < Histlen() %d", m, r.Histlen())
-		case m != prev && m != min(2*prev, size):
-			t.Fatalf("Mem() went from %d to %d, want doubling", prev, m)
-		case m != prev:
-			checkHeld(t, r, ref, 1) // the move to new storage kept every byte
+		case m < prev:
+			t.Fatalf("Mem() went down from %d to %d at a constant size", prev, m)
+		case m > prev+bsize:
+			t.Fatalf("Mem() went from %d to %d, want one block at a time", prev, m)
 		}
+		checkSameBlocks(t, r, addrs)
+		addrs = blockAddrs(r)
 		prev = m
 	}
-	if r.Mem() != size || r.Histlen() != size {
-		t.Fatalf("Mem(), Histlen() = %d, %d, want %d", r.Mem(), r.Histlen(), size)
+	if r.Histlen() != size {
+		t.Fatalf("Histlen() = %d, want %d", r.Histlen(), size)
 	}
 	checkHeld(t, r, ref, 1)
 }
@@ -208,8 +213,8 @@ func TestResizeDown(t *testing.T) {
 	r.Append(ref[:800<<10])
 	r.Resize(100 << 10)
 	checkBounds(t, r, 700<<10+1, 800<<10)
-	if r.Size() != 100<<10 || r.Mem() > 100<<10 {
-		t.Fatalf("Size(), Mem() = %d, %d, want %d and no more", r.Size(), r.Mem(), 100<<10)
+	if r.Size() != 100<<10 || r.Mem() != blockSize {
+		t.Fatalf("Size(), Mem() = %d, %d, want %d, one block", r.Size(), r.Mem(), 100<<10)
 	}
 	checkHeld(t, r, ref, 1)
 	if _, err := r.ReadAt(make([]byte, 1), 700<<10); !errors.Is(err, ErrTrimmed) {
@@ -219,20 +224,20 @@ func TestResizeDown(t *testing.T) {
 	checkBounds(t, r, 900<<10+1, 1000<<10)
 	checkHeld(t, r, ref, 1)
 
-	// Fewer bytes held than the new size: nothing is evicted, memory still shrinks.
+	// Fewer bytes held than the new size: nothing is evicted.
 	r = NewRing(1<<20, 1)
 	r.Append(ref[:300<<10])
 	r.Resize(500 << 10)
 	checkBounds(t, r, 1, 300<<10)
-	if r.Mem() != 500<<10 {
-		t.Fatalf("Mem() = %d, want %d", r.Mem(), 500<<10)
+	if r.Mem() != blockSize {
+		t.Fatalf("Mem() = %d, want one block", r.Mem())
 	}
 	checkHeld(t, r, ref, 1)
 	r.Resize(MinSize)
 	checkBounds(t, r, 300<<10-MinSize+1, 300<<10)
 	checkHeld(t, r, ref, 1)
 
-	// Storage already below the new size: only First moves.
+	// Storage in one block: only First moves.
 	r = NewRing(1<<20, 1)
 	r.Append(ref[:40<<10])
 	r.Resize(30 << 10)
@@ -246,13 +251,13 @@ func TestResizeUp(t *testing.T) {
 	r.Append(ref[:200<<10])
 	r.Resize(1 << 20)
 	checkBounds(t, r, 136<<10+1, 200<<10)
-	if r.Size() != 1<<20 || r.Mem() != 64<<10 {
-		t.Fatalf("Size(), Mem() = %d, %d, want %d, %d", r.Size(), r.Mem(), 1<<20, 64<<10)
+	if r.Size() != 1<<20 || r.Mem() != blockSize {
+		t.Fatalf("Size(), Mem() = %d, %d, want %d, one block", r.Size(), r.Mem(), 1<<20)
 	}
 	r.Append(ref[200<<10 : 500<<10])
 	checkBounds(t, r, 136<<10+1, 500<<10)
-	if r.Mem() > 1<<20 {
-		t.Fatalf("Mem() = %d > Size()", r.Mem())
+	if r.Mem() != blockSize {
+		t.Fatalf("Mem() = %d, want one block", r.Mem())
 	}
 	checkHeld(t, r, ref, 1)
 }

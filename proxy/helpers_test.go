@@ -27,6 +27,14 @@ type testProxy struct {
 // temporary directory). It is stopped by t.Cleanup.
 func startProxy(t *testing.T, master *redistest.Server, cfg proxy.Config) *testProxy {
 	t.Helper()
+	tp := startProxyAsync(t, master, cfg)
+	tp.waitLinkUp()
+	return tp
+}
+
+// startProxyAsync is startProxy without waiting for the master link.
+func startProxyAsync(t *testing.T, master *redistest.Server, cfg proxy.Config) *testProxy {
+	t.Helper()
 	cfg.MasterAddr = master.Addr()
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
@@ -37,7 +45,6 @@ func startProxy(t *testing.T, master *redistest.Server, cfg proxy.Config) *testP
 	tp := &testProxy{t: t, cfg: cfg}
 	tp.start(0)
 	t.Cleanup(tp.stop)
-	tp.waitLinkUp()
 	return tp
 }
 

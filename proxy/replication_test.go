@@ -46,23 +46,20 @@ func TestFidelity(t *testing.T) {
 }
 
 // The seed's scenario: a replica down while the master writes 20x its 1mb backlog comes back
-// with a partial resync from the proxy; the same replica attached directly needs a full one.
+// with a partial resync from the proxy, and the master's sync_full stays 1. Then the same
+// with a replica attached directly: it needs a full resync.
 func TestSeedScenario(t *testing.T) {
 	m := redistest.Start(t, "--repl-backlog-size", "1mb")
 	p := startProxy(t, m, proxy.Config{BacklogSize: 64 << 20})
 	viaProxy := redistest.Start(t, p.replicaArgs()...)
-	direct := redistest.Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(m.Port))
 	redistest.WriteBytes(t, m, 1<<20)
-	redistest.WaitInSync(t, syncTimeout, m, viaProxy, direct)
+	redistest.WaitInSync(t, syncTimeout, m, viaProxy)
 
-	fullBefore, partialBefore := stat(t, m, "sync_full"), p.stat("sync_partial_ok")
+	partialBefore := p.stat("sync_partial_ok")
 	viaProxy.ShutdownSave(t)
-	direct.ShutdownSave(t)
 	redistest.WriteBytes(t, m, 20<<20)
 	viaProxy.Restart(t)
-	direct.Restart(t)
-	redistest.WaitInSync(t, syncTimeout, m, viaProxy, direct)
-
+	redistest.WaitInSync(t, syncTimeout, m, viaProxy)
 	if n := viaProxy.CountLog(t, "Master accepted a Partial Resynchronization"); n != 1 {
 		t.Fatalf("replica behind the proxy: %d partial resyncs in its log, want 1", n)
 	}
@@ -72,13 +69,54 @@ func TestSeedScenario(t *testing.T) {
 	if got := p.stat("sync_partial_ok"); got != partialBefore+1 {
 		t.Fatalf("proxy sync_partial_ok %d, want %d", got, partialBefore+1)
 	}
+	if got := stat(t, m, "sync_full"); got != 1 {
+		t.Fatalf("master sync_full = %d, want 1 (the proxy's own first sync)", got)
+	}
+
 	// Without the proxy the master's 1mb backlog cannot cover the gap.
+	direct := redistest.Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(m.Port))
+	redistest.WaitInSync(t, syncTimeout, m, viaProxy, direct)
+	direct.ShutdownSave(t)
+	redistest.WriteBytes(t, m, 20<<20)
+	direct.Restart(t)
+	redistest.WaitInSync(t, syncTimeout, m, viaProxy, direct)
 	if n := direct.CountLog(t, "Full resync from master"); n != 2 {
 		t.Fatalf("direct replica: %d full resyncs in its log, want 2", n)
 	}
-	if got := stat(t, m, "sync_full"); got != fullBefore+1 {
-		t.Fatalf("master sync_full went %d -> %d, want only the direct replica's +1", fullBefore, got)
+	if got := stat(t, m, "sync_full"); got != 3 {
+		t.Fatalf("master sync_full = %d, want 3 (proxy, direct replica twice)", got)
 	}
+}
+
+// A replica that asks before the proxy has any snapshot waits, receiving nothing but
+// newlines (as from a master preparing an RDB), then full-syncs as soon as there is one.
+func TestReplicaWaitsForFirstSnapshot(t *testing.T) {
+	// The master delays its first RDB by two seconds, so the proxy has nothing to offer yet.
+	m := redistest.Start(t, "--repl-diskless-sync-delay", "2")
+	p := startProxyAsync(t, m, proxy.Config{})
+	c := redistest.Dial(t, p.Addr())
+	defer c.Close()
+	c.Send("PSYNC", "?", "-1")
+	newlines := 0
+	for {
+		line, err := c.ReadLine()
+		if err != nil {
+			t.Fatalf("waiting for +FULLRESYNC: %v", err)
+		}
+		if line != "" {
+			if !strings.HasPrefix(line, "+FULLRESYNC ") {
+				t.Fatalf("got %q, want newlines then +FULLRESYNC", line)
+			}
+			break
+		}
+		newlines++
+	}
+	if newlines == 0 {
+		t.Fatalf("no keep-alive newline while the proxy waited for its first snapshot")
+	}
+	r := redistest.Start(t, p.replicaArgs()...)
+	m.MustDo(t, "SET", "k", "v")
+	redistest.WaitInSync(t, syncTimeout, m, r)
 }
 
 // Cutting the proxy's own link under load: it resumes with +CONTINUE and its replicas notice nothing.
