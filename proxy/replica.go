@@ -71,8 +71,8 @@ func (p *Proxy) startReplica(conn redcon.Conn, c *client, req syncRequest) {
 	}
 	dc := conn.Detach()
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.closing {
-		p.mu.Unlock()
 		dc.Close()
 		p.clients.Add(-1)
 		return
@@ -80,11 +80,11 @@ func (p *Proxy) startReplica(conn redcon.Conn, c *client, req syncRequest) {
 	ctx, cancel := context.WithCancel(p.ctx)
 	r.cancel = cancel
 	p.replicas[r] = struct{}{}
-	p.mu.Unlock()
-	if !p.goFunc(func() { p.serveReplica(ctx, r, dc, req) }) {
-		p.dropReplica(r)
-		dc.Close()
-	}
+	p.wg.Add(1) // under mu, so Serve's Wait cannot have started (it sets closing first)
+	go func() {
+		defer p.wg.Done()
+		p.serveReplica(ctx, r, dc, req)
+	}()
 }
 
 func (p *Proxy) dropReplica(r *replica) {
@@ -106,7 +106,7 @@ func (p *Proxy) serveReplica(ctx context.Context, r *replica, dc redcon.Detached
 	go func() {
 		defer close(readerDone)
 		defer r.kick()
-		p.readReplica(r, dc, req.psync)
+		p.readReplica(r, dc)
 	}()
 	defer func() {
 		r.kick()
@@ -129,7 +129,7 @@ func (p *Proxy) serveReplica(ctx context.Context, r *replica, dc redcon.Detached
 // readReplica consumes what the replica sends: REPLCONF ACK (recorded for INFO) and keep-alive
 // newlines (seen by trackedConn). Anything else would make a Redis master reply on the
 // replication link, which Redis 7 punishes by closing the replica; so do we.
-func (p *Proxy) readReplica(r *replica, dc redcon.DetachedConn, expectAcks bool) {
+func (p *Proxy) readReplica(r *replica, dc redcon.DetachedConn) {
 	for {
 		cmd, err := dc.ReadCommand()
 		if err != nil {
