@@ -125,7 +125,10 @@ func TestRecycle(t *testing.T) {
 	const size, bsize = 100 << 10, 4096
 	ref := stream(41, 2<<20)
 	r := newRing(size, 1, bsize)
-	r.Append(ref[:size+3*bsize])
+	off := 0
+	for ; off < size+3*bsize; off += 1000 { // full, and blocks have been recycled
+		r.Append(ref[off : off+1000])
+	}
 	checkLayout(t, r)
 	mem := r.Mem()
 	known := map[*byte]bool{}
@@ -136,7 +139,7 @@ func TestRecycle(t *testing.T) {
 		known[&r.spare[0]] = true
 	}
 	addrs := blockAddrs(r)
-	for off := size + 3*bsize; off < len(ref); off += 1000 {
+	for ; off+1000 <= len(ref); off += 1000 {
 		r.Append(ref[off : off+1000])
 		checkSameBlocks(t, r, addrs)
 		addrs = blockAddrs(r)
@@ -197,7 +200,9 @@ func TestAppendRecyclesWithoutAllocating(t *testing.T) {
 	} {
 		r := newRing(tc.size, 1, tc.bsize)
 		p := make([]byte, tc.piece)
-		r.Append(make([]byte, tc.size+3*tc.bsize)) // full, and blocks have been recycled
+		for range (tc.size + 3*tc.bsize) / tc.piece { // full, and blocks have been recycled
+			r.Append(p)
+		}
 		base := r.base
 		allocs := testing.AllocsPerRun(1, func() {
 			for range 1000 {

@@ -10,9 +10,12 @@
 //
 // # Ring
 //
-// Ring is a bounded in-RAM ring. Its storage is allocated as bytes arrive, doubling up to the
-// configured size, so a large backlog costs nothing until it is used. When it is full the
-// oldest bytes are evicted: First moves forward and readers of those offsets get ErrTrimmed.
+// Ring is a bounded in-RAM ring. Its storage is a queue of fixed-size blocks (1 MiB) ordered
+// by offset, allocated as bytes arrive, so a large backlog costs nothing until it is used and
+// held bytes are never moved: no Append or Resize pays for the ring's size. When it is full
+// the oldest bytes are evicted, byte by byte: First moves forward and readers of those
+// offsets get ErrTrimmed. A block whose bytes are all evicted is reused as the next new
+// block, so a full ring allocates nothing; memory may exceed the size by about two blocks.
 // The ring never serves other bytes in place of evicted ones, and a reader is never moved
 // forward over bytes it did not receive: that is what makes a PSYNC +CONTINUE provable.
 //

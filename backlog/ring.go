@@ -141,8 +141,8 @@ func (r *Ring) Append(p []byte) {
 
 // put copies in at End()+1 as much of p as one critical section takes: at most chunk bytes,
 // and not past the end of a block. It returns how many bytes it copied. It evicts the bytes
-// that would exceed size first, and takes a new back block when the last one is full:
-// the spare, or one taken off the front in the same step, or else a new allocation. The
+// that would exceed size first, and takes a new back block when the last one is full: the
+// spare, or else the front block if this step evicts its last byte, or else a new one. The
 // caller holds wmu, and len(p) <= size.
 func (r *Ring) put(p []byte, size int64) int {
 	first, end := r.first.Load(), r.end.Load()
@@ -159,10 +159,16 @@ func (r *Ring) put(p []byte, size int64) int {
 	last := end + int64(k)
 	nfirst := max(first, last-size+1)
 	var blk []byte
-	if grow && r.spare == nil && !r.frontFreed(nfirst) {
-		// Allocate before taking mu, so readers do not wait while the block is cleared.
-		blk = make([]byte, r.bsize)
-		r.mem.Add(r.bsize)
+	if grow {
+		// Take the spare before trim, which may put the front block in its place: the new
+		// back block is written before First passes the front block, so that order keeps a
+		// full ring from letting one block go and allocating another.
+		blk, r.spare = r.spare, nil
+		if blk == nil && !r.frontFreed(nfirst) {
+			// Allocate before taking mu, so readers do not wait while the block is cleared.
+			blk = make([]byte, r.bsize)
+			r.mem.Add(r.bsize)
+		}
 	}
 	r.mu.Lock()
 	if nfirst != first {
@@ -171,7 +177,7 @@ func (r *Ring) put(p []byte, size int64) int {
 	}
 	if grow {
 		if blk == nil {
-			blk, r.spare = r.spare, nil
+			blk, r.spare = r.spare, nil // the front block, just taken off by trim
 		}
 		if r.blocks.n == 0 {
 			r.base = end + 1

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -17,14 +18,31 @@ import (
 // cursor is half a ring behind (the ring itself never waits), so fast cursors must read
 // everything. A slow cursor must end in ErrTrimmed, having read only correct bytes. Edge
 // readers hammer the bytes being evicted, and a Bounds checker watches the published pairs.
+// It runs again with a small ring of small blocks (of an odd size, so reads and appends
+// cross block boundaries at every alignment), where the edge readers race with blocks being
+// recycled as new back blocks thousands of times.
 func TestConcurrentCursors(t *testing.T) {
-	total, fast := 64<<20, 8
-	if testing.Short() {
-		total = 8 << 20
+	for _, tc := range []struct {
+		name               string
+		size, bsize, total int64
+	}{
+		{"1MiB-blocks", 1 << 20, blockSize, 64 << 20},
+		{"small-blocks", 64 << 10, 4099, 16 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			total := tc.total
+			if testing.Short() {
+				total /= 8
+			}
+			testConcurrentCursors(t, tc.size, tc.bsize, int(total))
+		})
 	}
-	const size = 1 << 20
+}
+
+func testConcurrentCursors(t *testing.T, size, bsize int64, total int) {
+	const fast = 8
 	ref := stream(20, total)
-	r := NewRing(size, 1)
+	r := newRing(size, 1, bsize)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
@@ -115,7 +133,8 @@ func TestConcurrentCursors(t *testing.T) {
 				}
 				runtime.Gosched()
 			}
-			k := min(1+rng.IntN(64<<10), total-off)
+			// At most a quarter ring at a time, so that one Append cannot lap the fast cursors.
+			k := min(1+rng.IntN(int(min(64<<10, size/4))), total-off)
 			r.Append(ref[off : off+k])
 			off += k
 		}
@@ -155,7 +174,8 @@ func checkBoundsLoop(t *testing.T, r *Ring, done *atomic.Bool, maxSize int64) {
 
 // TestResizeConcurrent resizes the ring at random while a writer appends and readers read at
 // random held offsets: every byte returned must be right, Bounds must stay consistent, and
-// Mem must never exceed the largest size. The writer goes on until enough resizes happened,
+// Mem must never exceed what the largest size may take (see memBound). It runs with 1 MiB
+// blocks and with small ones, which shrinking lets go of and appending recycles. The writer goes on until enough resizes happened,
 // so it appends ref over and over: byte o is ref[(o-1)%len(ref)], and ref is longer than any
 // ring, so a stale byte still shows.
 func TestResizeConcurrent(t *testing.T) {
@@ -164,8 +184,16 @@ func TestResizeConcurrent(t *testing.T) {
 	if testing.Short() {
 		total, minResizes = 4<<20, 50
 	}
-	ref := stream(30, 2*maxSize+1)
-	r := NewRing(maxSize, 1)
+	for _, bsize := range []int64{blockSize, 5003} {
+		t.Run(fmt.Sprint(bsize), func(t *testing.T) {
+			testResizeConcurrent(t, maxSize, bsize, total, minResizes)
+		})
+	}
+}
+
+func testResizeConcurrent(t *testing.T, maxSize, bsize int64, total int, minResizes int64) {
+	ref := stream(30, int(2*maxSize+1))
+	r := newRing(maxSize, 1, bsize)
 	var done atomic.Bool
 	var resizes atomic.Int64
 	var wg sync.WaitGroup
@@ -186,8 +214,8 @@ func TestResizeConcurrent(t *testing.T) {
 		for !done.Load() {
 			r.Resize(MinSize + rng.Int64N(maxSize-MinSize+1))
 			resizes.Add(1)
-			if m := r.Mem(); m > maxSize {
-				t.Errorf("Mem() = %d > %d", m, maxSize)
+			if m := r.Mem(); m > memBound(maxSize, bsize) {
+				t.Errorf("Mem() = %d > %d", m, memBound(maxSize, bsize))
 				return
 			}
 			runtime.Gosched()
