@@ -25,7 +25,7 @@ vet:
 	$(GO) vet $(PKGS)
 
 test: deps vet
-	$(GO) test -race -timeout 18m $(PKGS)
+	$(GO) test -race -count=1 -timeout 18m $(PKGS)
 
 # fuzz runs each fuzz target for FUZZTIME (seed corpora already run in `make test`).
 FUZZTIME ?= 30s
