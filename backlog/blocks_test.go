@@ -189,8 +189,7 @@ func TestResizeKeepsBlocks(t *testing.T) {
 }
 
 // TestAppendRecyclesWithoutAllocating checks that a full ring's Append allocates nothing
-// across many block changes, for several block sizes. The whole loop is one run of
-// AllocsPerRun, so even a single allocation shows.
+// across many block changes, for several block sizes.
 func TestAppendRecyclesWithoutAllocating(t *testing.T) {
 	for _, tc := range []struct{ size, bsize, piece int64 }{
 		{MinSize, blockSize, 64<<10 + 3},
