@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
-	"time"
 )
 
 // memBound is the most storage a ring of the given size may hold, as Mem documents: size
@@ -218,25 +217,5 @@ func TestAppendRecyclesWithoutAllocating(t *testing.T) {
 		if recycled := (r.base - base) / tc.bsize; recycled < 10 {
 			t.Errorf("size %d, blocks of %d: only %d blocks recycled", tc.size, tc.bsize, recycled)
 		}
-	}
-}
-
-// TestFillLatency fills a 64 MiB ring from empty in 16 KiB appends and checks that no single
-// Append takes long: a regression guard against an append that copies or allocates storage
-// in proportion to the ring's size (the old doubling took about 0.1 s at 32 -> 64 MiB).
-func TestFillLatency(t *testing.T) {
-	const size, piece = 64 << 20, 16 << 10
-	src := stream(43, 1<<20)
-	r := NewRing(size, 1)
-	var worst time.Duration
-	for i := 0; r.Histlen() < size; i++ {
-		off := (i * piece) % len(src)
-		start := time.Now()
-		r.Append(src[off : off+piece])
-		worst = max(worst, time.Since(start))
-	}
-	t.Logf("longest Append while filling %d MiB: %v", size>>20, worst)
-	if worst > 50*time.Millisecond && !testing.Short() {
-		t.Errorf("an Append took %v while filling the ring, want < 50ms", worst)
 	}
 }
