@@ -36,6 +36,20 @@ func startProxy(t *testing.T, master *redistest.Server, cfg proxy.Config) *testP
 func startProxyAsync(t *testing.T, master *redistest.Server, cfg proxy.Config) *testProxy {
 	t.Helper()
 	cfg.MasterAddr = master.Addr()
+	return startProxyAddr(t, cfg)
+}
+
+// startProxyVia starts a proxy whose master is reached at addr, and waits for the link.
+func startProxyVia(t *testing.T, addr string, cfg proxy.Config) *testProxy {
+	t.Helper()
+	cfg.MasterAddr = addr
+	tp := startProxyAddr(t, cfg)
+	tp.waitLinkUp()
+	return tp
+}
+
+func startProxyAddr(t *testing.T, cfg proxy.Config) *testProxy {
+	t.Helper()
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
 	}

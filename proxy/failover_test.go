@@ -1,0 +1,117 @@
+package proxy_test
+
+import (
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/psync-proxy/psync-proxy/bench/redistest"
+	"github.com/psync-proxy/psync-proxy/proxy"
+)
+
+// forwarder is a TCP relay whose target can be changed, standing in for a DNS name or VIP
+// that moves to the new master in a failover. It only copies bytes.
+type forwarder struct {
+	ln     net.Listener
+	mu     sync.Mutex
+	target string
+	conns  []net.Conn
+	wg     sync.WaitGroup
+}
+
+func startForwarder(t *testing.T, target string) *forwarder {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &forwarder{ln: ln, target: target}
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			f.mu.Lock()
+			up, err := net.Dial("tcp", f.target)
+			if err != nil {
+				f.mu.Unlock()
+				c.Close()
+				continue
+			}
+			f.conns = append(f.conns, c, up)
+			f.mu.Unlock()
+			for _, pair := range [][2]net.Conn{{c, up}, {up, c}} {
+				f.wg.Add(1)
+				go func(dst, src net.Conn) {
+					defer f.wg.Done()
+					io.Copy(dst, src)
+					dst.Close()
+					src.Close()
+				}(pair[0], pair[1])
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		f.retarget("")
+		f.wg.Wait()
+	})
+	return f
+}
+
+// retarget sends new connections to target and cuts the current ones.
+func (f *forwarder) retarget(target string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.target = target
+	for _, c := range f.conns {
+		c.Close()
+	}
+	f.conns = nil
+}
+
+// A failover upstream: the proxy reconnects to a promoted replica, which continues its history
+// under a new replication ID (+CONTINUE <new id>). The proxy keeps the old ID as replid2,
+// disconnects its replicas, and they resume with partial resyncs under the new ID.
+func TestUpstreamFailover(t *testing.T) {
+	// No pings from the old master, so the promoted replica holds every byte the proxy holds.
+	m := redistest.Start(t, "--repl-ping-replica-period", "3600")
+	s := redistest.Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(m.Port))
+	f := startForwarder(t, m.Addr())
+	p := startProxyVia(t, f.ln.Addr().String(), proxy.Config{BacklogSize: 16 << 20})
+	r := redistest.Start(t, p.replicaArgs()...)
+	redistest.WriteBytes(t, m, 1<<20)
+	redistest.WaitInSync(t, syncTimeout, m, s, r)
+	oldID := m.Info(t, "replication")["master_replid"]
+
+	f.retarget(s.Addr())
+	s.ReplicaOf(t, "") // REPLICAOF NO ONE: new ID, the old one valid up to the current offset
+	newID := s.Info(t, "replication")["master_replid"]
+	if newID == oldID {
+		t.Fatalf("the promoted replica kept its replication ID")
+	}
+	s.MustDo(t, "SET", "after", "failover")
+	redistest.WriteBytes(t, s, 512<<10)
+	redistest.WaitInSync(t, syncTimeout, s, r)
+
+	pi := p.info("replication")
+	if pi["master_replid"] != newID || pi["master_replid2"] != oldID {
+		t.Fatalf("proxy replid %s replid2 %s, want %s and %s", pi["master_replid"], pi["master_replid2"], newID, oldID)
+	}
+	if got := stat(t, s, "sync_full"); got != 0 {
+		t.Fatalf("promoted master sync_full = %d, want 0: the proxy must continue", got)
+	}
+	if n := r.CountLog(t, "Full resync from master"); n != 1 {
+		t.Fatalf("replica: %d full resyncs, want 1 (the first)", n)
+	}
+	if n := r.CountLog(t, "Master replication ID changed to "+newID); n != 1 {
+		t.Fatalf("replica did not learn the new ID through +CONTINUE <id>")
+	}
+	if v := r.MustDo(t, "GET", "after").String(); v != "failover" {
+		t.Fatalf("replica GET after = %q", v)
+	}
+}
