@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/psync-proxy
 PKGS    := ./...
 
-.PHONY: all build deps test vet fuzz bench demo docker clean
+.PHONY: all build deps test vet fuzz bench bench-go demo docker clean
 
 all: build
 
@@ -34,7 +34,14 @@ fuzz:
 		echo "== $$t"; $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) ./resp/ || exit 1; \
 	done
 
-bench:
+# bench runs every scenario of the harness, direct versus through the proxy, on loopback;
+# BENCHFLAGS passes options, e.g. BENCHFLAGS='-scenarios steady,storm -reps 3' or '-quick'.
+BENCHFLAGS ?=
+bench: deps
+	$(GO) run ./bench $(BENCHFLAGS)
+
+# bench-go runs the Go micro-benchmarks (backlog, stream scanner) beside a plain copy.
+bench-go:
 	$(GO) test -run='^$$' -bench=. -benchtime=2s ./backlog/ ./resp/
 
 demo: deps build

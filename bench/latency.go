@@ -1,0 +1,204 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/psync-proxy/psync-proxy/bench/redistest"
+	tresp "github.com/tidwall/resp"
+)
+
+const (
+	latencyRate    = 500 // probes per second
+	latencyChannel = "probe"
+	// latencyDrain is how long the subscriber may take to receive the last probes after the
+	// publisher's last one; under heavy load the replica can lag by seconds.
+	latencyDrain = 30 * time.Second
+)
+
+// runLatency measures end-to-end replication latency with probes: PUBLISH is propagated in
+// the replication stream, so a subscriber on the replica receives each message once the
+// replica has applied that part of the stream. The message carries its send time; publisher
+// and subscriber share this process's clock. Case "light" has no other load; case "heavy"
+// runs redis-benchmark SET -P 16 on the master meanwhile.
+func runLatency(e *env) error {
+	dur := 10 * time.Second
+	if e.cfg.quick {
+		dur = 2 * time.Second
+	}
+	err := e.each("latency", func(r *run, topology string, rep int) {
+		t := startTopo(r, topology, 1, nil, nil)
+		// A replica that reports its link up may not receive the stream yet: a Redis master
+		// holds it back until the replica's first REPLCONF ACK, up to a second later. One
+		// write seen on the replica proves the stream flows before the first probe.
+		t.master.MustDo(r, "SET", "latency:ready", "1")
+		redistest.WaitInSync(r, 30*time.Second, t.master, t.replicas...)
+		rec := func(kase, metric, unit string, v float64) {
+			e.record(result{Scenario: "latency", Case: kase, Topology: topology, Rep: rep, Metric: metric, Unit: unit, Value: v})
+		}
+		recLat := func(kase string, lat []time.Duration) {
+			rec(kase, "p50_us", "µs", latencyMicros(latencyPercentile(lat, 0.50)))
+			rec(kase, "p99_us", "µs", latencyMicros(latencyPercentile(lat, 0.99)))
+			rec(kase, "max_us", "µs", latencyMicros(lat[len(lat)-1]))
+		}
+
+		e.step("latency: %s #%d: light, %v of probes", topology, rep+1, dur)
+		recLat("light", latencyProbe(r, t.master, t.replicas[0], dur))
+
+		e.step("latency: %s #%d: heavy, %v of probes under redis-benchmark", topology, rep+1, dur)
+		// One key (no -r) so the dataset stays small; -n large enough to outlast the probes.
+		stop := redistest.BenchmarkAsync(r, t.master, "-P", "16", "-t", "set", "-d", "100", "-n", "1000000000")
+		time.Sleep(time.Second) // let the load ramp up before the first probe
+		off0, t0 := latencyOffset(r, t.master), time.Now()
+		lat := latencyProbe(r, t.master, t.replicas[0], dur)
+		off1, t1 := latencyOffset(r, t.master), time.Now()
+		stop()
+		recLat("heavy", lat)
+		// The load's stream rate, so a heavy case that ran lighter through the proxy shows.
+		rec("heavy", "load_mb_s", "MB/s", float64(off1-off0)/(1<<20)/t1.Sub(t0).Seconds())
+		redistest.WaitInSync(r, 2*time.Minute, t.master, t.replicas...)
+	})
+
+	g := goal{Name: "added latency through the proxy", Target: "p50 <= +20 µs, p99 <= +60 µs versus direct (light load)", Measured: "no result"}
+	d50, ok1 := e.median("latency", "light", "direct", "p50_us")
+	p50, ok2 := e.median("latency", "light", "proxy", "p50_us")
+	d99, ok3 := e.median("latency", "light", "direct", "p99_us")
+	p99, ok4 := e.median("latency", "light", "proxy", "p99_us")
+	if ok1 && ok2 && ok3 && ok4 {
+		g.Measured = fmt.Sprintf("%+.0f µs p50, %+.0f µs p99", p50-d50, p99-d99)
+		g.Met = p50-d50 <= 20 && p99-d99 <= 60
+		hd50, ok1 := e.median("latency", "heavy", "direct", "p50_us")
+		hp50, ok2 := e.median("latency", "heavy", "proxy", "p50_us")
+		hd99, ok3 := e.median("latency", "heavy", "direct", "p99_us")
+		hp99, ok4 := e.median("latency", "heavy", "proxy", "p99_us")
+		if ok1 && ok2 && ok3 && ok4 {
+			g.Measured += fmt.Sprintf(" (heavy load, for information: %+.0f µs p50, %+.0f µs p99)", hp50-hd50, hp99-hd99)
+		}
+	}
+	e.addGoal(g)
+	return err
+}
+
+// latencyProbe publishes latencyRate probes per second for dur on master and returns the
+// latency of each as received by a subscriber on replica, sorted. It Fatals unless every
+// probe arrives, once and in order.
+func latencyProbe(r *run, master, replica *redistest.Server, dur time.Duration) []time.Duration {
+	sub := redistest.Dial(r, replica.Addr())
+	defer sub.Close()
+	if v, err := sub.Do("SUBSCRIBE", latencyChannel); err != nil || len(v.Array()) != 3 || v.Array()[0].String() != "subscribe" {
+		r.Fatalf("SUBSCRIBE on %s: %v %v", replica.Addr(), v, err)
+	}
+	pub := redistest.Dial(r, master.Addr())
+	defer pub.Close()
+
+	// Timestamps are Unix nanoseconds taken from the monotonic clock (base plus elapsed), so
+	// a wall-clock step during the run cannot distort a latency.
+	base := time.Now()
+	now := func() int64 { return base.UnixNano() + int64(time.Since(base)) }
+	n := int(dur.Seconds() * latencyRate)
+
+	type received struct {
+		lat []time.Duration
+		err error
+	}
+	done := make(chan received, 1)
+	go func() {
+		var res received
+		defer func() { done <- res }()
+		last := int64(0)
+		for len(res.lat) < n {
+			v, err := sub.ReadValue()
+			at := now()
+			if err != nil {
+				res.err = fmt.Errorf("after %d of %d probes: %w", len(res.lat), n, err)
+				return
+			}
+			sent, err := latencyMessage(v)
+			if err != nil {
+				res.err = err
+				return
+			}
+			if sent <= last {
+				res.err = fmt.Errorf("probe %d arrived after probe %d", sent, last)
+				return
+			}
+			last = sent
+			res.lat = append(res.lat, time.Duration(at-sent))
+		}
+	}()
+	// The reader must have ended before this function returns, also when it Fatals.
+	var res received
+	gotRes := false
+	defer func() {
+		if !gotRes {
+			sub.Close()
+			<-done
+		}
+	}()
+
+	interval := time.Second / latencyRate
+	start := time.Now()
+	for i := range n {
+		// Probes are sent on a fixed schedule, so a slow reply does not thin out later ones.
+		time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
+		if _, err := pub.Do("PUBLISH", latencyChannel, strconv.FormatInt(now(), 10)); err != nil {
+			r.Fatalf("PUBLISH on %s: %v", master.Addr(), err)
+		}
+	}
+	// ReadValue's own 10 s deadline would end the reader too, but only per message; this
+	// bounds the whole drain.
+	timer := time.NewTimer(latencyDrain)
+	defer timer.Stop()
+	select {
+	case res = <-done:
+	case <-timer.C:
+		sub.Close()
+		res = <-done
+	}
+	gotRes = true
+	if res.err != nil {
+		r.Fatalf("subscriber on %s: %v", replica.Addr(), res.err)
+	}
+	if len(res.lat) != n {
+		r.Fatalf("subscriber on %s received %d of %d probes", replica.Addr(), len(res.lat), n)
+	}
+	slices.Sort(res.lat)
+	return res.lat
+}
+
+// latencyMessage returns the send time carried by a pub/sub message.
+func latencyMessage(v tresp.Value) (int64, error) {
+	a := v.Array()
+	if len(a) != 3 || a[0].String() != "message" || a[1].String() != latencyChannel {
+		return 0, fmt.Errorf("unexpected message %v", v)
+	}
+	sent, err := strconv.ParseInt(a[2].String(), 10, 64)
+	if err != nil {
+		return 0, errors.New("probe payload " + strconv.Quote(a[2].String()))
+	}
+	return sent, nil
+}
+
+// latencyPercentile is the nearest-rank percentile (0 < p <= 1) of sorted values.
+func latencyPercentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(float64(len(sorted))*p)) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func latencyMicros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+func latencyOffset(r *run, s *redistest.Server) int64 {
+	v := s.Info(r, "replication")["master_repl_offset"]
+	off, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		r.Fatalf("%s master_repl_offset %q: %v", s.Addr(), v, err)
+	}
+	return off
+}

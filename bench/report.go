@@ -1,0 +1,156 @@
+package main
+
+import (
+	"encoding/csv"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+func median(vs []float64) float64 {
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// row is one line of a scenario's table: the medians of one (case, metric) per topology.
+type row struct {
+	Case, Metric, Unit string
+	Med                map[string]float64 // by topology
+	N                  map[string]int
+}
+
+// rows groups a scenario's results into table rows, in first-recorded order.
+func (e *env) rows(scenario string) []row {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []row
+	idx := map[[2]string]int{}
+	vals := map[[3]string][]float64{}
+	for _, r := range e.results {
+		if r.Scenario != scenario {
+			continue
+		}
+		k := [2]string{r.Case, r.Metric}
+		if _, ok := idx[k]; !ok {
+			idx[k] = len(out)
+			out = append(out, row{Case: r.Case, Metric: r.Metric, Unit: r.Unit, Med: map[string]float64{}, N: map[string]int{}})
+		}
+		vk := [3]string{r.Case, r.Metric, r.Topology}
+		vals[vk] = append(vals[vk], r.Value)
+	}
+	for vk, vs := range vals {
+		i := idx[[2]string{vk[0], vk[1]}]
+		out[i].Med[vk[2]] = median(vs)
+		out[i].N[vk[2]] = len(vs)
+	}
+	return out
+}
+
+// writeReports writes results.md (also printed), results.csv (every value) and one chart
+// per scenario under the output directory.
+func (e *env) writeReports() error {
+	if err := os.MkdirAll(e.cfg.out, 0o755); err != nil {
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# psync-proxy benchmark results\n\nMachine: %s\n\n", e.machine)
+	fmt.Fprintf(&b, "Each value is the median of %d repetitions per topology, run alternately (direct, proxy, direct, proxy, ...) in one invocation. The ratio is proxy / direct (proxy / relay for the forwarding ceiling).\n\n", e.cfg.reps)
+	if len(e.goals) > 0 {
+		b.WriteString("## Goals\n\n| goal | target | measured | met |\n|---|---|---|---|\n")
+		for _, g := range e.goals {
+			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", g.Name, g.Target, g.Measured, map[bool]string{true: "yes", false: "**NO**"}[g.Met])
+		}
+		b.WriteString("\n")
+	}
+	for _, s := range scenarios() {
+		rows := e.rows(s.name)
+		if len(rows) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "## %s\n\n%s.\n\n", s.name, s.doc)
+		var tops []string
+		all := topologies()
+		for _, t := range append(all[:], "relay") {
+			for _, r := range rows {
+				if _, ok := r.Med[t]; ok {
+					tops = append(tops, t)
+					break
+				}
+			}
+		}
+		fmt.Fprintf(&b, "| case | metric | %s | ratio |\n|---|---|%s---|\n", strings.Join(tops, " | "), strings.Repeat("---|", len(tops)))
+		for _, r := range rows {
+			var cells []string
+			for _, t := range tops {
+				if v, ok := r.Med[t]; ok {
+					cells = append(cells, formatValue(v, r.Unit))
+				} else {
+					cells = append(cells, "")
+				}
+			}
+			// The baseline is the direct link, or the plain relay where there is no direct one.
+			ratio := ""
+			base, ok := r.Med["direct"]
+			if !ok {
+				base, ok = r.Med["relay"]
+			}
+			if p, pok := r.Med["proxy"]; ok && pok && base != 0 {
+				ratio = fmt.Sprintf("%.2fx", p/base)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", r.Case, r.Metric, strings.Join(cells, " | "), ratio)
+		}
+		b.WriteString("\n")
+	}
+	if err := os.WriteFile(filepath.Join(e.cfg.out, "results.md"), []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	fmt.Print(b.String())
+	if err := e.writeCSV(filepath.Join(e.cfg.out, "results.csv")); err != nil {
+		return err
+	}
+	return e.writeCharts(e.cfg.out)
+}
+
+func formatValue(v float64, unit string) string {
+	var s string
+	switch {
+	case v >= 1000 || v <= -1000:
+		s = strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 10 || v <= -10:
+		s = strconv.FormatFloat(v, 'f', 1, 64)
+	default:
+		s = strconv.FormatFloat(v, 'g', 3, 64)
+	}
+	if unit != "" {
+		s += " " + unit
+	}
+	return s
+}
+
+func (e *env) writeCSV(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := csv.NewWriter(f)
+	w.Write([]string{"scenario", "case", "topology", "rep", "metric", "unit", "value"})
+	e.mu.Lock()
+	for _, r := range e.results {
+		w.Write([]string{r.Scenario, r.Case, r.Topology, strconv.Itoa(r.Rep), r.Metric, r.Unit, strconv.FormatFloat(r.Value, 'g', -1, 64)})
+	}
+	e.mu.Unlock()
+	w.Flush()
+	if err := w.Error(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
