@@ -299,6 +299,7 @@ func startProxyProc(r *run, master string, args ...string) *proxyProc {
 func (p *proxyProc) start(r *run) {
 	p.cmd = exec.Command(p.proxyBin(r), p.args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	p.cmd.SysProcAttr = procAttr()
 	if err := p.cmd.Start(); err != nil {
 		r.Fatalf("start psync-proxy: %v", err)
 	}

@@ -32,9 +32,8 @@ func runLatency(e *env) error {
 	}
 	err := e.each("latency", func(r *run, topology string, rep int) {
 		t := startTopo(r, topology, 1, nil, nil)
-		// A replica that reports its link up may not receive the stream yet: a Redis master
-		// holds it back until the replica's first REPLCONF ACK, up to a second later. One
-		// write seen on the replica proves the stream flows before the first probe.
+		// Right after its sync, a replica whose link is up may not get the stream for up to a
+		// second (seen in both topologies): one write seen on the replica proves it flows.
 		t.master.MustDo(r, "SET", "latency:ready", "1")
 		redistest.WaitInSync(r, 30*time.Second, t.master, t.replicas...)
 		rec := func(kase, metric, unit string, v float64) {
