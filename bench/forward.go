@@ -17,9 +17,9 @@ import (
 )
 
 // The forward scenario measures how fast the proxy moves bytes, with nothing else in the way: a
-// synthetic upstream in this process writes a replication stream as fast as the proxy reads
-// it, and sinks read and discard what the proxy sends. The baseline is the same upstream and
-// one sink joined by a plain io.Copy relay.
+// synthetic upstream in this process writes a replication stream as fast as it is taken (at
+// most forwardLagCap ahead of the slowest sink), and sinks read and discard what the proxy
+// sends. The baseline is the same upstream and one sink joined by a plain io.Copy relay.
 
 const (
 	// forwardReplid is the synthetic master's replication ID (any 40 hex digits).

@@ -84,7 +84,7 @@ func scenarios() []scenario {
 		{"latency", "end-to-end replication latency: PUBLISH on the master, received on a replica", runLatency},
 		{"outage", "a replica down for T seconds under a steady write rate, then back", runOutage},
 		{"storm", "8 replicas needing a full sync at once", runStorm},
-		{"forward", "forwarding ceiling: a synthetic upstream through the proxy to N sinks, versus an io.Copy relay", runForward},
+		{"forward", "forwarding ceiling: a synthetic upstream (paced to stay within 64 MiB of the slowest sink, as TCP flow control paces the relay) through the proxy to N sinks, versus an io.Copy relay", runForward},
 	}
 }
 
