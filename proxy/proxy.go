@@ -132,7 +132,12 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	srv := redcon.NewServer("", p.handle, p.accept, p.closed)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(trackedListener{ln}) }()
-	p.goFunc(func() { p.runUpstream(ctx) })
+	// closing is still false here, so Serve's Wait below cannot race this Add.
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.runUpstream(ctx)
+	}()
 	p.log.Infof("Ready to accept replicas on %s, master %s", ln.Addr(), p.cfg.MasterAddr)
 
 	var err error
@@ -161,22 +166,6 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	p.mu.Unlock()
 	p.log.Info("psync-proxy is now ready to exit, bye bye...")
 	return err
-}
-
-// goFunc runs fn in a goroutine that Serve waits for. It reports false, without running fn,
-// once Serve is ending.
-func (p *Proxy) goFunc(fn func()) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closing {
-		return false
-	}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		fn()
-	}()
-	return true
 }
 
 // notifyLocked wakes every session waiting for a state change. Caller holds mu.

@@ -26,9 +26,6 @@ func streamLimits() resp.Limits {
 	return resp.Limits{MaxBulkLen: 1 << 40, MaxArrayLen: 1 << 32, MaxLineLen: 64 << 10}
 }
 
-// errRetryLater marks transient refusals (-LOADING, -NOMASTERLINK) that Redis retries in a second.
-var errRetryLater = errors.New("master asked to retry later")
-
 // upstream is the replica side of the proxy. One goroutine owns it (runUpstream); scan follows
 // command boundaries for the whole epoch, across reconnections, because the bytes stay contiguous.
 type upstream struct {
@@ -221,7 +218,7 @@ func (u *upstream) psync(conn *trackedConn, br *bufio.Reader) (*backlog.Ring, er
 	if v.Type() == tresp.Error {
 		msg := v.Error().Error()
 		if strings.HasPrefix(msg, "NOMASTERLINK") || strings.HasPrefix(msg, "LOADING") {
-			return nil, fmt.Errorf("%w: -%s", errRetryLater, msg)
+			return nil, fmt.Errorf("master cannot serve PSYNC yet, retrying: -%s", msg)
 		}
 		return nil, fmt.Errorf("master does not support PSYNC or is in error state: -%s", msg)
 	}
