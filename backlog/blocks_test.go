@@ -19,7 +19,7 @@ func blockAddrs(r *Ring) map[int64]*byte {
 	defer r.wmu.Unlock()
 	m := make(map[int64]*byte, r.blocks.n)
 	for k := range r.blocks.n {
-		m[r.base+int64(k)*r.bsize] = &r.blocks.at(k)[0]
+		m[r.base+int64(k)*r.bsize] = &r.blocks.at(k).b[0]
 	}
 	return m
 }
@@ -50,8 +50,8 @@ func checkLayout(t *testing.T, r *Ring) {
 		}
 	}
 	for k := range r.blocks.n {
-		if int64(len(r.blocks.at(k))) != b {
-			t.Fatalf("block %d has %d bytes, want %d", k, len(r.blocks.at(k)), b)
+		if int64(len(r.blocks.at(k).b)) != b {
+			t.Fatalf("block %d has %d bytes, want %d", k, len(r.blocks.at(k).b), b)
 		}
 	}
 	spare := int64(0)
@@ -135,7 +135,7 @@ func TestRecycle(t *testing.T) {
 		known[p] = true
 	}
 	if r.spare != nil {
-		known[&r.spare[0]] = true
+		known[&r.spare.b[0]] = true
 	}
 	addrs := blockAddrs(r)
 	for ; off+1000 <= len(ref); off += 1000 {

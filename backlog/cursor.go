@@ -3,6 +3,8 @@ package backlog
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 )
 
 // Cursor reads the stream in order for one replica. It is not safe for concurrent use: each
@@ -13,6 +15,10 @@ type Cursor struct {
 	// err is sticky: once ErrTrimmed or ErrClosed, the cursor is finished. A cursor that fell
 	// behind First is never moved forward: its replica must be disconnected (invariant 4).
 	err error
+	// bufs, pinned and wbufs are WriteTo's scratch space, kept so that it allocates nothing.
+	bufs   [][]byte
+	pinned []*block
+	wbufs  net.Buffers
 }
 
 // NewCursor returns a cursor whose next byte is off. It fails as ReadAt does: ErrTrimmed for
@@ -53,3 +59,53 @@ func (c *Cursor) Read(ctx context.Context, p []byte) (int, error) {
 
 // Offset returns the offset of the next byte Read returns.
 func (c *Cursor) Offset() int64 { return c.off }
+
+// WriteTo waits until the byte at the cursor exists, then writes up to limit bytes from
+// there to w straight from the ring's storage, with one writev when w is a TCP connection,
+// and advances the cursor past what w took. Errors are those of Read, and w's. While w
+// writes, the blocks it writes from are pinned: if the bytes are evicted meanwhile, the ring
+// lets those blocks go instead of reusing them, so w always sends the true bytes. No lock is
+// held while w writes, so a slow peer never holds up the writer.
+func (c *Cursor) WriteTo(ctx context.Context, w io.Writer, limit int) (int64, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	for {
+		var err error
+		c.bufs, c.pinned, err = c.r.pin(c.off, limit, c.bufs[:0], c.pinned[:0])
+		if err == nil && len(c.bufs) > 0 {
+			c.wbufs = c.bufs // WriteTo consumes its receiver, so give it a copy
+			n, werr := c.wbufs.WriteTo(w)
+			for i, b := range c.pinned {
+				b.pins.Add(-1)
+				c.pinned[i] = nil
+			}
+			clear(c.bufs)
+			c.off += n
+			return n, werr
+		}
+		if err == nil {
+			err = c.r.Wait(ctx, c.off)
+			if err == nil {
+				continue
+			}
+		}
+		if errors.Is(err, ErrTrimmed) || errors.Is(err, ErrClosed) {
+			c.err = err
+		}
+		return 0, err
+	}
+}
+
+// Wait blocks until the byte at the cursor exists, so that a caller can set a write deadline
+// just before WriteTo. Its errors are those of Read.
+func (c *Cursor) Wait(ctx context.Context) error {
+	if c.err != nil {
+		return c.err
+	}
+	err := c.r.Wait(ctx, c.off)
+	if errors.Is(err, ErrTrimmed) || errors.Is(err, ErrClosed) {
+		c.err = err
+	}
+	return err
+}

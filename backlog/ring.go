@@ -3,6 +3,7 @@ package backlog
 import (
 	"context"
 	"errors"
+	"io"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -23,8 +24,8 @@ var (
 const MinSize = 16 << 10
 
 const (
-	// chunk bounds every copy made under mu, so the writer waits at most one chunk for a
-	// reader, and a reader at most one chunk for the writer.
+	// chunk bounds every copy a reader makes under mu, so the writer waits at most one chunk
+	// for a reader.
 	chunk = 64 << 10
 	// blockSize is the size of every storage block. Storage grows and shrinks a block at a
 	// time and held bytes are never moved, so no Append or Resize costs more than one
@@ -41,9 +42,10 @@ type Ring struct {
 	// read it without mu.
 	wmu sync.Mutex
 
-	// mu guards the storage: blocks, base and the blocks' contents. A wmu holder takes it
-	// exclusively for each chunk it copies in and for every change to blocks or base;
-	// readers take it shared for each chunk they copy out, and never touch a block without it.
+	// mu guards the storage: blocks, base and the held bytes. A wmu holder takes it
+	// exclusively to publish bytes it wrote past End and for every change to blocks or base;
+	// readers take it shared for each chunk they copy out or pin, and never touch a block
+	// without it. Bytes past End are the writer's alone: it fills them without mu.
 	mu sync.RWMutex
 	// blocks is the storage, ordered by offset: blocks.at(k) holds the offsets
 	// [base+k*bsize, base+(k+1)*bsize), so the byte at offset o, First <= o <= End, is
@@ -56,8 +58,10 @@ type Ring struct {
 	bsize  int64 // the size of every block; blockSize but in tests
 	// spare is a block taken off the front of blocks, kept to become the next back block, so
 	// that a full ring allocates nothing. At most one is kept: memory goes back when the
-	// size shrinks. Only wmu holders use it; readers cannot reach it.
-	spare []byte
+	// size shrinks. Only wmu holders use it; readers cannot reach it. A block that a cursor
+	// has pinned (see Cursor.WriteTo) never becomes the spare: it is let go instead, so its
+	// bytes stay as they were until the cursor is done with them.
+	spare *block
 	// mem is the bytes of all blocks allocated: those in blocks and spare. Stored with wmu.
 	mem atomic.Int64
 
@@ -108,11 +112,12 @@ func newRing(size, next, bsize int64) *Ring {
 	return r
 }
 
-// Append adds p at End()+1 and wakes every waiter. Only one goroutine may call Append. It
-// never waits for readers beyond one chunk copy: when the ring is full the oldest bytes are
-// evicted. If p is longer than Size, End still advances by len(p) but only the newest Size
-// bytes are kept. After Close, Append does nothing. Held bytes are never moved, so the cost
-// of an Append does not depend on the ring's size.
+// Append adds p at End()+1 and wakes every waiter. Only one goroutine may call Append (or
+// AppendFrom). It never waits for readers: the bytes are copied into storage past End, which
+// no reader looks at, and published in a short critical section; when the ring is full the
+// oldest bytes are evicted. If p is longer than Size, End still advances by len(p) but only
+// the newest Size bytes are kept. After Close, Append does nothing. Held bytes are never
+// moved, so the cost of an Append does not depend on the ring's size.
 func (r *Ring) Append(p []byte) {
 	if len(p) == 0 {
 		return
@@ -134,60 +139,91 @@ func (r *Ring) Append(p []byte) {
 		p = p[n-size:]
 	}
 	for len(p) > 0 {
-		p = p[r.put(p, size):]
+		dst, fresh := r.reserve()
+		k := copy(dst, p)
+		r.commit(k, fresh, size)
+		p = p[k:]
 	}
 	r.notify()
 }
 
-// put copies in at End()+1 as much of p as one critical section takes: at most chunk bytes,
-// and not past the end of a block. It returns how many bytes it copied. It evicts the bytes
-// that would exceed size first, and takes a new back block when the last one is full: the
-// spare, or else the front block if this step evicts its last byte, or else a new one. The
-// caller holds wmu, and len(p) <= size.
-func (r *Ring) put(p []byte, size int64) int {
-	first, end := r.first.Load(), r.end.Load()
-	// pos is where End()+1 goes in the back block, bsize when it needs a new one.
-	pos := r.bsize
+// AppendFrom reads once from rd straight into the ring's storage at End()+1 and appends the
+// bytes read, saving the copy Append makes. It returns them as a slice of the ring's storage,
+// which stays valid and unchanged until the next Append or AppendFrom (only those reuse
+// storage), and rd's error. wmu is not held during the read, so Resize and Close never wait
+// for the network. One read takes at most the rest of the current block and at most Size
+// bytes. After Close it reads nothing and returns ErrClosed; bytes read by a call that
+// Close overtakes are dropped with the ring.
+func (r *Ring) AppendFrom(rd io.Reader) ([]byte, error) {
+	r.wmu.Lock()
+	if r.closed.Load() {
+		r.wmu.Unlock()
+		return nil, ErrClosed
+	}
+	dst, fresh := r.reserve()
+	if size := r.size.Load(); int64(len(dst)) > size {
+		dst = dst[:size]
+	}
+	r.wmu.Unlock()
+
+	// Bytes past End belong to the writer alone, and Resize never lets go of the back block
+	// (it keeps at least MinSize bytes, the newest): dst can be filled without any lock.
+	n, err := rd.Read(dst)
+
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	if r.closed.Load() {
+		return nil, ErrClosed
+	}
+	r.commit(n, fresh, r.size.Load())
+	if n > 0 {
+		r.notify()
+	}
+	return dst[:n], err
+}
+
+// reserve returns where the next bytes go: the free tail of the back block, or the whole of
+// a block to add at the back (fresh: the spare, or a new one) when the back block is full or
+// there is none. The caller holds wmu. No reader looks past End, so the caller may fill dst
+// without mu, and then calls commit.
+func (r *Ring) reserve() (dst []byte, fresh *block) {
 	if n := r.blocks.n; n > 0 {
-		pos = end + 1 - r.base - int64(n-1)*r.bsize
+		if pos := r.end.Load() + 1 - r.base - int64(n-1)*r.bsize; pos < r.bsize {
+			return r.blocks.at(n - 1).b[pos:], nil
+		}
 	}
-	grow := pos == r.bsize
-	if grow {
-		pos = 0
+	fresh, r.spare = r.spare, nil
+	if fresh == nil {
+		fresh = &block{b: make([]byte, r.bsize)}
+		r.mem.Add(r.bsize)
 	}
-	k := int(min(int64(len(p)), chunk, r.bsize-pos))
+	return fresh.b, fresh
+}
+
+// commit publishes the k bytes written at the start of the space reserve returned: it adds
+// fresh at the back (when set), moves End by k and First as far as size requires, and lets
+// the blocks below First go. The caller holds wmu.
+func (r *Ring) commit(k int, fresh *block, size int64) {
+	if k == 0 {
+		if fresh != nil && r.spare == nil {
+			r.spare = fresh
+		} else if fresh != nil {
+			r.mem.Add(-r.bsize)
+		}
+		return
+	}
+	first, end := r.first.Load(), r.end.Load()
 	last := end + int64(k)
-	nfirst := max(first, last-size+1)
-	var blk []byte
-	if grow {
-		// Take the spare before trim, which may put the front block in its place: the new
-		// back block is written before First passes the front block, so that order keeps a
-		// full ring from letting one block go and allocating another.
-		blk, r.spare = r.spare, nil
-		if blk == nil && !r.frontFreed(nfirst) {
-			// Allocate before taking mu, so readers do not wait while the block is cleared.
-			blk = make([]byte, r.bsize)
-			r.mem.Add(r.bsize)
-		}
-	}
 	r.mu.Lock()
-	if nfirst != first {
-		r.setBounds(nfirst, end) // evict before the front blocks are recycled
-		r.trim()
-	}
-	if grow {
-		if blk == nil {
-			blk, r.spare = r.spare, nil // the front block, just taken off by trim
-		}
+	if fresh != nil {
 		if r.blocks.n == 0 {
 			r.base = end + 1
 		}
-		r.blocks.push(blk)
+		r.blocks.push(fresh)
 	}
-	copy(r.blocks.at(r.blocks.n - 1)[pos:], p[:k])
-	r.setBounds(nfirst, last)
+	r.setBounds(max(first, last-size+1), last)
+	r.trim()
 	r.mu.Unlock()
-	return k
 }
 
 // frontFreed reports whether trim, once First is first, takes the front block off blocks.
@@ -198,13 +234,15 @@ func (r *Ring) frontFreed(first int64) bool {
 
 // trim takes every block whose bytes are all below First off the front of blocks, keeps one
 // as the spare and lets the others go. The caller holds wmu and mu exclusively and has
-// already published First, so no reader can be looking at those blocks.
+// already published First, so no reader can start looking at those blocks. A block still
+// pinned by a cursor is let go rather than kept: the garbage collector frees it once the
+// cursor is done, and until then nothing writes to it.
 func (r *Ring) trim() {
 	first := r.first.Load()
 	for r.frontFreed(first) {
 		blk := r.blocks.pop()
 		r.base += r.bsize
-		if r.spare == nil {
+		if r.spare == nil && blk.pins.Load() == 0 {
 			r.spare = blk
 		} else {
 			r.mem.Add(-r.bsize)
@@ -250,7 +288,7 @@ func (r *Ring) wakeChan() <-chan struct{} {
 func (r *Ring) copyAt(dst []byte, off int64) {
 	rel := off - r.base
 	for len(dst) > 0 {
-		k := copy(dst, r.blocks.at(int(rel / r.bsize))[rel%r.bsize:])
+		k := copy(dst, r.blocks.at(int(rel / r.bsize)).b[rel%r.bsize:])
 		dst = dst[k:]
 		rel += int64(k)
 	}
@@ -300,6 +338,35 @@ func (r *Ring) readChunk(p []byte, off int64) (int, error) {
 		return 0, ErrTrimmed
 	}
 	return n, nil
+}
+
+// pin appends to bufs the held bytes from off on, at most limit of them, as slices of the
+// storage, and to pinned their blocks, each pinned once (see block). The caller unpins them.
+// At End()+1 it returns no slices and a nil error; its errors are those of ReadAt.
+func (r *Ring) pin(off int64, limit int, bufs [][]byte, pinned []*block) ([][]byte, []*block, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.closed.Load() {
+		return bufs, pinned, ErrClosed
+	}
+	first, end := r.first.Load(), r.end.Load()
+	switch {
+	case off < first:
+		return bufs, pinned, ErrTrimmed
+	case off > end+1:
+		return bufs, pinned, ErrFuture
+	}
+	n := min(int64(limit), end+1-off)
+	for rel := off - r.base; n > 0; {
+		blk := r.blocks.at(int(rel / r.bsize))
+		b := blk.b[rel%r.bsize:]
+		b = b[:min(int64(len(b)), n)]
+		blk.pins.Add(1)
+		bufs, pinned = append(bufs, b), append(pinned, blk)
+		n -= int64(len(b))
+		rel += int64(len(b))
+	}
+	return bufs, pinned, nil
 }
 
 // Wait blocks until byte off exists (End() >= off) and returns nil. It returns ErrTrimmed if
@@ -402,21 +469,28 @@ func (r *Ring) Close() {
 	r.notify()
 }
 
+// block is one unit of storage. pins counts the cursors writing straight from it (see
+// Cursor.WriteTo); while it is above zero the block is never reused.
+type block struct {
+	b    []byte
+	pins atomic.Int32
+}
+
 // deque is a FIFO of blocks in a circular slice. Once it has grown to the most blocks the
 // ring holds, taking blocks off the front and adding them at the back allocates nothing.
 type deque struct {
-	s    [][]byte // len(s) is 0 or a power of two
+	s    []*block // len(s) is 0 or a power of two
 	head int      // index in s of the front block
 	n    int      // number of blocks
 }
 
 // at returns the block i places from the front; 0 <= i < n.
-func (q *deque) at(i int) []byte { return q.s[(q.head+i)&(len(q.s)-1)] }
+func (q *deque) at(i int) *block { return q.s[(q.head+i)&(len(q.s)-1)] }
 
 // push adds b at the back, doubling s when it is full. Only the block slices are moved.
-func (q *deque) push(b []byte) {
+func (q *deque) push(b *block) {
 	if q.n == len(q.s) {
-		s := make([][]byte, max(8, 2*len(q.s)))
+		s := make([]*block, max(8, 2*len(q.s)))
 		for i := range q.n {
 			s[i] = q.at(i)
 		}
@@ -427,7 +501,7 @@ func (q *deque) push(b []byte) {
 }
 
 // pop removes and returns the front block; n > 0.
-func (q *deque) pop() []byte {
+func (q *deque) pop() *block {
 	b := q.s[q.head]
 	q.s[q.head] = nil
 	q.head = (q.head + 1) & (len(q.s) - 1)

@@ -318,22 +318,28 @@ func (p *Proxy) goOnline(r *replica, req syncRequest) {
 	}
 }
 
-// stream copies the backlog to the replica from its cursor, byte for byte, until an error.
-// A replica that falls behind the backlog's first byte is disconnected, never moved forward.
+// stream sends the backlog to the replica from its cursor, byte for byte, until an error.
+// The bytes go straight from the backlog's storage to the socket (one writev, up to
+// streamWrite bytes), so a lagging replica catches up in large writes and one that keeps up
+// gets each read from the master as soon as it is stored. A replica that falls behind the
+// backlog's first byte is disconnected, never moved forward.
 func (p *Proxy) stream(ctx context.Context, r *replica, cur *backlog.Cursor) error {
-	buf := make([]byte, 64<<10)
+	const streamWrite = 1 << 20
 	for {
-		n, err := cur.Read(ctx, buf)
+		// Wait first, so that the write deadline counts from the write, not from the wait.
+		err := cur.Wait(ctx)
+		if err == nil {
+			r.conn.SetWriteDeadline(time.Now().Add(p.timeout()))
+			var n int64
+			n, err = cur.WriteTo(ctx, r.conn.Conn, streamWrite)
+			p.stats.netReplOut.Add(n)
+		}
 		if errors.Is(err, backlog.ErrTrimmed) {
 			return fmt.Errorf("it fell behind the backlog at offset %d; it will need a new sync", cur.Offset())
 		}
 		if err != nil {
 			return err
 		}
-		if err := p.write(r, buf[:n]); err != nil {
-			return err
-		}
-		p.stats.netReplOut.Add(int64(n))
 	}
 }
 

@@ -348,12 +348,10 @@ func (u *upstream) stream(conn *trackedConn, br *bufio.Reader, ring *backlog.Rin
 	}()
 
 	ack.publish(u.ackOffset(ring))
-	buf := make([]byte, 64<<10)
 	for {
-		n, err := br.Read(buf)
-		if n > 0 {
-			chunk := buf[:n]
-			ring.Append(chunk)
+		// The bytes are read straight into the backlog; chunk is the backlog's own copy.
+		chunk, err := ring.AppendFrom(br)
+		if n := len(chunk); n > 0 {
 			p.stats.netReplIn.Add(int64(n))
 			if u.scanErr == nil {
 				u.scanErr = u.scan.Feed(chunk, func(c *resp.Command) {
@@ -371,6 +369,9 @@ func (u *upstream) stream(conn *trackedConn, br *bufio.Reader, ring *backlog.Rin
 			ack.publish(u.ackOffset(ring))
 		}
 		if err != nil {
+			if errors.Is(err, backlog.ErrClosed) {
+				return errors.New("the backlog was closed (shutdown or new history)")
+			}
 			if errors.Is(err, io.EOF) {
 				return errors.New("master closed the connection")
 			}
