@@ -31,14 +31,38 @@ type Config struct {
 	ProtectedMode bool
 	// AnnouncePort is sent upstream as REPLCONF listening-port. Default: the listener's port.
 	AnnouncePort int
+
+	// SnapshotRefresh is when the proxy fetches a new snapshot on a second connection to the
+	// master: RefreshAuto (default) also does so before the backlog drops the byte after the
+	// snapshot, so that a full sync never has to wait; RefreshOnDemand only when a replica
+	// needs a full sync the current snapshot can no longer serve.
+	SnapshotRefresh string
+	// SnapshotRefreshMargin is how close the backlog's first byte may come to the byte after
+	// the snapshot before RefreshAuto fetches a new one. Default: a quarter of BacklogSize.
+	SnapshotRefreshMargin int64
+	// SnapshotRefreshMinInterval is the least time between two snapshot requests to the
+	// master, so that it never forks for the proxy more than once per interval. Default 60s.
+	SnapshotRefreshMinInterval time.Duration
+	// MaxConcurrentFullSyncs bounds the full syncs served at once; others wait in order of
+	// arrival, kept alive with newlines. 0: no bound.
+	MaxConcurrentFullSyncs int
+	// FullSyncRateLimit bounds the bytes per second of snapshot sent to each replica. 0: none.
+	FullSyncRateLimit int64
 	// Logger receives the log. Default: a no-op logger.
 	Logger *zap.Logger
 }
 
 // Defaults for zero Config fields.
 const (
-	DefaultBacklogSize = 256 << 20
-	DefaultReplTimeout = 60 * time.Second
+	DefaultBacklogSize                = 256 << 20
+	DefaultReplTimeout                = 60 * time.Second
+	DefaultSnapshotRefreshMinInterval = 60 * time.Second
+)
+
+// SnapshotRefresh policies.
+const (
+	RefreshAuto     = "auto"
+	RefreshOnDemand = "on-demand"
 )
 
 func (c *Config) applyDefaults() error {
@@ -62,6 +86,28 @@ func (c *Config) applyDefaults() error {
 	}
 	if c.ReplTimeout < time.Second {
 		return fmt.Errorf("proxy: repl-timeout %v is below one second", c.ReplTimeout)
+	}
+	switch c.SnapshotRefresh {
+	case "":
+		c.SnapshotRefresh = RefreshAuto
+	case RefreshAuto, RefreshOnDemand:
+	default:
+		return fmt.Errorf("proxy: snapshot-refresh must be %s or %s, not %q", RefreshAuto, RefreshOnDemand, c.SnapshotRefresh)
+	}
+	if c.SnapshotRefreshMargin < 0 {
+		return fmt.Errorf("proxy: negative snapshot-refresh-margin %d", c.SnapshotRefreshMargin)
+	}
+	if c.SnapshotRefreshMinInterval == 0 {
+		c.SnapshotRefreshMinInterval = DefaultSnapshotRefreshMinInterval
+	}
+	if c.SnapshotRefreshMinInterval < 0 {
+		return fmt.Errorf("proxy: negative snapshot-refresh-min-interval %v", c.SnapshotRefreshMinInterval)
+	}
+	if c.MaxConcurrentFullSyncs < 0 {
+		return fmt.Errorf("proxy: negative max-concurrent-full-syncs %d", c.MaxConcurrentFullSyncs)
+	}
+	if c.FullSyncRateLimit < 0 {
+		return fmt.Errorf("proxy: negative full-sync-rate-limit %d", c.FullSyncRateLimit)
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()

@@ -25,7 +25,7 @@ func (p *Proxy) cmdInfo(conn redcon.Conn, args [][]byte) {
 	}
 	all := len(want) == 0 || want["all"] || want["everything"] || want["default"]
 	var b strings.Builder
-	for _, s := range [...]string{"server", "clients", "replication", "stats"} {
+	for _, s := range [...]string{"server", "clients", "replication", "snapshot", "stats"} {
 		if !all && !want[s] {
 			continue
 		}
@@ -39,6 +39,8 @@ func (p *Proxy) cmdInfo(conn redcon.Conn, args [][]byte) {
 			p.infoClients(&b)
 		case "replication":
 			p.infoReplication(&b)
+		case "snapshot":
+			p.infoSnapshot(&b)
 		case "stats":
 			p.infoStats(&b)
 		}
@@ -81,6 +83,60 @@ func (p *Proxy) infoStats(b *strings.Builder) {
 	field(b, "sync_partial_err", s.syncPartialErr.Load())
 	field(b, "total_net_repl_input_bytes", s.netReplIn.Load())
 	field(b, "total_net_repl_output_bytes", s.netReplOut.Load())
+}
+
+// infoSnapshot describes the cached snapshot that serves full syncs, in the manner of
+// Redis's rdb_* fields.
+func (p *Proxy) infoSnapshot(b *strings.Builder) {
+	s := &p.stats
+	p.mu.Lock()
+	snap, refreshing, receiving := p.snap, p.refreshing, p.receiving
+	lastRefresh, lastErr := p.lastRefresh, p.lastRefreshErr
+	p.mu.Unlock()
+	state := "none"
+	switch {
+	case receiving:
+		state = "receiving"
+	case refreshing:
+		state = "refreshing"
+	case snap != nil:
+		state = "ready"
+	}
+	b.WriteString("# Snapshot\r\n")
+	field(b, "snapshot_state", state)
+	if snap != nil {
+		field(b, "snapshot_replid", snap.Replid)
+		field(b, "snapshot_offset", snap.Offset)
+		field(b, "snapshot_size", snap.Size)
+		field(b, "snapshot_created", snap.Created.Unix())
+		field(b, "snapshot_age_seconds", int64(time.Since(snap.Created).Seconds()))
+	} else {
+		field(b, "snapshot_offset", -1)
+		field(b, "snapshot_size", 0)
+	}
+	field(b, "snapshot_refresh_policy", p.cfg.SnapshotRefresh)
+	field(b, "snapshot_refreshes", s.refreshes.Load())
+	field(b, "snapshot_refresh_failures", s.refreshFailed.Load())
+	status := "ok"
+	if lastErr != "" {
+		status = "err"
+	}
+	field(b, "snapshot_last_refresh_status", status)
+	if !lastRefresh.IsZero() {
+		field(b, "snapshot_last_refresh_time", lastRefresh.Unix())
+	} else {
+		field(b, "snapshot_last_refresh_time", -1)
+	}
+	field(b, "snapshot_discarded", s.snapDiscarded.Load())
+	field(b, "full_syncs_served", s.syncFull.Load())
+	field(b, "full_syncs_in_progress", s.fullSyncsActive.Load())
+	waiting := 0
+	if p.admit != nil {
+		waiting = p.admit.waiting()
+	}
+	field(b, "full_syncs_waiting", waiting)
+	field(b, "max_concurrent_full_syncs", p.cfg.MaxConcurrentFullSyncs)
+	field(b, "full_sync_rate_limit", p.cfg.FullSyncRateLimit)
 }
 
 // infoReplication prints the fields of a Redis replica's INFO replication, in Redis's order.
@@ -217,6 +273,13 @@ func configParams() []configParam {
 		{name: "masteruser", get: func(p *Proxy) string { return p.cfg.MasterUser }},
 		{name: "protected-mode", get: func(p *Proxy) string { return map[bool]string{true: "yes", false: "no"}[p.cfg.ProtectedMode] }},
 		{name: "replica-priority", get: func(p *Proxy) string { return "0" }},
+		{name: "snapshot-refresh", get: func(p *Proxy) string { return p.cfg.SnapshotRefresh }},
+		{name: "snapshot-refresh-margin", get: func(p *Proxy) string { return itoa(p.refreshMargin()) }},
+		{name: "snapshot-refresh-min-interval", get: func(p *Proxy) string {
+			return itoa(int64(p.cfg.SnapshotRefreshMinInterval / time.Second))
+		}},
+		{name: "max-concurrent-full-syncs", get: func(p *Proxy) string { return strconv.Itoa(p.cfg.MaxConcurrentFullSyncs) }},
+		{name: "full-sync-rate-limit", get: func(p *Proxy) string { return itoa(p.cfg.FullSyncRateLimit) }},
 	}
 }
 

@@ -45,13 +45,20 @@ type Proxy struct {
 	ring            *backlog.Ring // nil until the first snapshot or full sync
 	snap            *snapshot
 	changed         chan struct{} // closed and replaced whenever the state above changes
-	wantFullSync    bool          // the snapshot can no longer be served: resync upstream
-	replicas        map[*replica]struct{}
-	link            linkInfo
-	upConn          net.Conn // the current upstream connection, closed to force a resync
-	closing         bool     // set once Serve is ending: no new goroutines
+	// Snapshot refresh state (see refresh.go), guarded by mu.
+	refreshWanted  bool      // a replica needs a snapshot the current one cannot give
+	refreshing     bool      // a refresh connection is fetching a snapshot
+	receiving      bool      // the main link is receiving a snapshot (new history)
+	lastRefresh    time.Time // when the master was last asked for a snapshot
+	lastRefreshErr string    // why the last refresh failed; "" after a success
+	replicas       map[*replica]struct{}
+	link           linkInfo
+	upConn         net.Conn // the current upstream connection, closed to force a resync
+	closing        bool     // set once Serve is ending: no new goroutines
 
 	stats    stats
+	kick     chan struct{} // wakes the refresher (see requestRefreshLocked)
+	admit    *admission    // bounds concurrent full syncs; nil: no bound
 	nextID   atomic.Int64
 	clients  atomic.Int64
 	wg       sync.WaitGroup
@@ -74,6 +81,10 @@ type stats struct {
 	syncFull, syncPartialOK, syncPartialErr atomic.Int64
 	connections, rejected                   atomic.Int64
 	netReplIn, netReplOut                   atomic.Int64
+	// Snapshot refreshes asked of the master, those that failed, and snapshots discarded
+	// because they failed their check.
+	refreshes, refreshFailed, snapDiscarded atomic.Int64
+	fullSyncsActive                         atomic.Int64
 }
 
 // New validates cfg and prepares a Proxy. It reads the snapshot an earlier run left in
@@ -94,7 +105,11 @@ func New(cfg Config) (*Proxy, error) {
 		secondOff: -1,
 		replid2:   zeroReplid,
 		changed:   make(chan struct{}),
+		kick:      make(chan struct{}, 1),
 		replicas:  make(map[*replica]struct{}),
+	}
+	if cfg.MaxConcurrentFullSyncs > 0 {
+		p.admit = newAdmission(cfg.MaxConcurrentFullSyncs)
 	}
 	p.backlogSize.Store(cfg.BacklogSize)
 	p.replTimeout.Store(int64(cfg.ReplTimeout))
@@ -133,10 +148,14 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(trackedListener{ln}) }()
 	// closing is still false here, so Serve's Wait below cannot race this Add.
-	p.wg.Add(1)
+	p.wg.Add(2)
 	go func() {
 		defer p.wg.Done()
 		p.runUpstream(ctx)
+	}()
+	go func() {
+		defer p.wg.Done()
+		p.runRefresher(ctx)
 	}()
 	p.log.Infof("Ready to accept replicas on %s, master %s", ln.Addr(), p.cfg.MasterAddr)
 
@@ -185,21 +204,40 @@ func (p *Proxy) kickReplicasLocked() {
 }
 
 // installEpoch makes a freshly received snapshot current: a new history starts at off+1 under
-// replid, the old backlog is dropped and every replica is disconnected.
-func (p *Proxy) installEpoch(replid string, off int64, snap *snapshot) *backlog.Ring {
+// replid, the old backlog is dropped and every replica is disconnected. If the snapshot
+// cannot be put in place, nothing changes.
+func (p *Proxy) installEpoch(replid string, off int64, snap *snapshot) (*backlog.Ring, error) {
 	ring := backlog.NewRing(p.backlogSize.Load(), off+1)
 	p.mu.Lock()
+	if err := p.installSnapshotLocked(snap); err != nil {
+		p.mu.Unlock()
+		return nil, err
+	}
 	old := p.ring
 	p.replid, p.replid2, p.secondOff = replid, zeroReplid, -1
-	p.ring, p.snap = ring, snap
-	p.wantFullSync = false
+	p.ring = ring
 	p.kickReplicasLocked()
 	p.notifyLocked()
 	p.mu.Unlock()
 	if old != nil {
 		old.Close()
 	}
-	return ring
+	return ring, nil
+}
+
+// installSnapshotLocked puts snap in place of the current snapshot, on disk and in p.snap.
+// Caller holds mu, which also serializes installs.
+func (p *Proxy) installSnapshotLocked(snap *snapshot) error {
+	metaErr, err := snap.install(p.cfg.Dir)
+	if err != nil {
+		return err
+	}
+	if metaErr != nil {
+		p.log.Warnf("The snapshot is in use but a restart will not find it: %v", metaErr)
+	}
+	p.snap = snap
+	p.refreshWanted = false
+	return nil
 }
 
 // shiftReplid follows a master that continued under a new replication ID (a failover): the
@@ -214,21 +252,6 @@ func (p *Proxy) shiftReplid(newID string) {
 		p.replid2, p.secondOff, p.replid)
 	p.kickReplicasLocked()
 	p.notifyLocked()
-}
-
-// requestFullSyncLocked asks the upstream link for a new snapshot by resyncing from scratch. Used
-// when the backlog no longer holds the byte after the snapshot, so it cannot be served.
-// Caller holds mu.
-func (p *Proxy) requestFullSyncLocked() {
-	if p.wantFullSync {
-		return
-	}
-	p.wantFullSync = true
-	p.log.Warnf("The backlog no longer reaches the snapshot (offset %d, first byte %d): asking the master for a new one; consider a larger --backlog-size",
-		p.snap.Offset, p.ring.First())
-	if p.upConn != nil {
-		p.upConn.Close()
-	}
 }
 
 func (p *Proxy) setResizedBacklog(size int64) {

@@ -171,10 +171,12 @@ func (p *Proxy) syncReplica(ctx context.Context, r *replica, req syncRequest) er
 	defer tick.Stop()
 	// An rdb-only client wants the snapshot and nothing after it, so never a partial resync.
 	triedPartial := !req.psync || r.client.rdbOnly
+	turn := &fullSyncTurn{a: p.admit}
+	defer turn.done()
 	var plan *syncPlan
 	for {
 		var wait <-chan struct{}
-		plan, wait = p.planSync(r, req, &triedPartial)
+		plan, wait = p.planSync(r, req, &triedPartial, turn)
 		if plan != nil {
 			break
 		}
@@ -191,7 +193,7 @@ func (p *Proxy) syncReplica(ctx context.Context, r *replica, req syncRequest) er
 	}
 	if plan.file != nil {
 		defer plan.file.Close()
-		return p.fullSync(ctx, r, req, plan)
+		return p.fullSync(ctx, r, req, plan, turn)
 	}
 	reply := "+CONTINUE\r\n"
 	if r.client.capaPsync2 {
@@ -204,10 +206,52 @@ func (p *Proxy) syncReplica(ctx context.Context, r *replica, req syncRequest) er
 	return p.stream(ctx, r, plan.cur)
 }
 
+// fullSyncTurn is one session's place in the admission queue (nil a: no bound).
+type fullSyncTurn struct {
+	a        *admission
+	ticket   chan struct{} // waiting for a turn; nil before asking or once admitted
+	admitted bool
+}
+
+// ready reports whether the session may send a snapshot now, joining the queue on the first
+// call. When it must wait, the returned channel is closed when its turn comes.
+func (t *fullSyncTurn) ready() (bool, <-chan struct{}) {
+	if t.a == nil || t.admitted {
+		return true, nil
+	}
+	if t.ticket == nil {
+		if t.ticket = t.a.enter(); t.ticket == nil {
+			t.admitted = true
+			return true, nil
+		}
+	}
+	select {
+	case <-t.ticket:
+		t.ticket, t.admitted = nil, true
+		return true, nil
+	default:
+		return false, t.ticket
+	}
+}
+
+// done gives the turn back (after the snapshot is sent, or when the session ends). Idempotent.
+func (t *fullSyncTurn) done() {
+	switch {
+	case t.a == nil:
+	case t.admitted:
+		t.admitted = false
+		t.a.leave()
+	case t.ticket != nil:
+		t.a.cancel(t.ticket)
+		t.ticket = nil
+	}
+}
+
 // planSync decides a PSYNC exactly as Redis's masterTryPartialResynchronization does, against
 // the replication IDs and the backlog held now. It returns a plan, or a channel that is closed
-// when the state changes (no snapshot yet, or the snapshot is no longer servable).
-func (p *Proxy) planSync(r *replica, req syncRequest, triedPartial *bool) (*syncPlan, <-chan struct{}) {
+// when something it waits for changes (no snapshot yet, a snapshot the backlog no longer
+// reaches, or no turn yet under --max-concurrent-full-syncs).
+func (p *Proxy) planSync(r *replica, req syncRequest, triedPartial *bool, turn *fullSyncTurn) (*syncPlan, <-chan struct{}) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.replid == "" {
@@ -225,14 +269,18 @@ func (p *Proxy) planSync(r *replica, req syncRequest, triedPartial *bool) (*sync
 		}
 		p.log.Infof("Full resync requested by replica %s", r.addr)
 	}
-	if p.snap == nil || p.wantFullSync {
+	if p.snap == nil {
+		p.requestRefreshLocked("a replica needs a full sync and there is no valid snapshot")
 		return nil, p.changed
+	}
+	if ok, wait := turn.ready(); !ok {
+		return nil, wait
 	}
 	cur, err := p.ring.NewCursor(p.snap.Offset + 1)
 	if err != nil {
 		// The backlog has moved past the byte after the snapshot: the pair cannot make a
-		// consistent full sync. Never send it; get a new snapshot instead.
-		p.requestFullSyncLocked()
+		// consistent full sync. Never send it; fetch a new snapshot instead.
+		p.requestRefreshLocked(fmt.Sprintf("the backlog no longer reaches the snapshot (offset %d, first byte %d)", p.snap.Offset, p.ring.First()))
 		return nil, p.changed
 	}
 	f, err := p.snap.open()
@@ -273,7 +321,13 @@ func (p *Proxy) tryPartialLocked(r *replica, req syncRequest) (*backlog.Cursor, 
 
 // fullSync sends +FULLRESYNC, the snapshot with length framing (every replica understands it
 // and needs no ACK before the stream), then the stream from the snapshot's offset + 1.
-func (p *Proxy) fullSync(ctx context.Context, r *replica, req syncRequest, plan *syncPlan) error {
+func (p *Proxy) fullSync(ctx context.Context, r *replica, req syncRequest, plan *syncPlan, turn *fullSyncTurn) error {
+	if err := plan.snap.verify(plan.file); err != nil {
+		p.mu.Lock()
+		p.discardSnapshotLocked(plan.snap, err)
+		p.mu.Unlock()
+		return fmt.Errorf("the snapshot fails its check, not sent: %w", err)
+	}
 	var head []byte
 	if req.psync {
 		head = fmt.Appendf(head, "+FULLRESYNC %s %d\r\n", plan.replid, plan.snap.Offset)
@@ -285,19 +339,12 @@ func (p *Proxy) fullSync(ctx context.Context, r *replica, req syncRequest, plan 
 		return err
 	}
 	r.state.Store(stateSendBulk)
-	// Copy in pieces so that each gets its own write deadline; each piece is a sendfile.
-	const piece = 4 << 20
-	for sent := int64(0); sent < plan.snap.Size; {
-		r.conn.SetWriteDeadline(time.Now().Add(p.timeout()))
-		n, err := io.CopyN(r.conn, plan.file, min(piece, plan.snap.Size-sent))
-		sent += n
-		p.stats.netReplOut.Add(n)
-		if err != nil {
-			return fmt.Errorf("sending snapshot (%d of %d bytes): %w", sent, plan.snap.Size, err)
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	p.stats.fullSyncsActive.Add(1)
+	err := p.sendSnapshot(ctx, r, plan)
+	p.stats.fullSyncsActive.Add(-1)
+	turn.done()
+	if err != nil {
+		return err
 	}
 	if r.client.rdbOnly {
 		p.log.Infof("Snapshot sent to rdb-only replica %s", r.addr)
@@ -306,6 +353,41 @@ func (p *Proxy) fullSync(ctx context.Context, r *replica, req syncRequest, plan 
 	p.log.Infof("Synchronization with replica %s succeeded", r.addr)
 	p.goOnline(r, req)
 	return p.stream(ctx, r, plan.cur)
+}
+
+// sendSnapshot copies the snapshot file to the replica in pieces, each a sendfile with its
+// own write deadline, paced to --full-sync-rate-limit when set.
+func (p *Proxy) sendSnapshot(ctx context.Context, r *replica, plan *syncPlan) error {
+	rate := p.cfg.FullSyncRateLimit
+	piece := int64(4 << 20)
+	if rate > 0 {
+		piece = min(piece, max(rate/10, 64<<10)) // about ten pieces a second
+	}
+	start := time.Now()
+	for sent := int64(0); sent < plan.snap.Size; {
+		r.conn.SetWriteDeadline(time.Now().Add(p.timeout()))
+		n, err := io.CopyN(r.conn, plan.file, min(piece, plan.snap.Size-sent))
+		sent += n
+		p.stats.netReplOut.Add(n)
+		if err != nil {
+			return fmt.Errorf("sending snapshot (%d of %d bytes): %w", sent, plan.snap.Size, err)
+		}
+		if rate > 0 {
+			due := time.Duration(float64(sent) / float64(rate) * float64(time.Second))
+			if d := due - time.Since(start); d > 0 {
+				t := time.NewTimer(d)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+				case <-t.C:
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 func (p *Proxy) goOnline(r *replica, req syncRequest) {

@@ -1,14 +1,17 @@
 package proxy
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
+
+	"github.com/psync-proxy/psync-proxy/resp"
 )
 
 // Snapshot file names inside Config.Dir.
@@ -25,6 +28,24 @@ type snapshot struct {
 	Size    int64     `json:"size"`
 	Created time.Time `json:"created"`
 	path    string
+	// checked is the file's identity when its contents were last checked: serving re-checks
+	// a file that changed on disk since.
+	checked fileID
+}
+
+// fileID tells whether a file was rewritten: its inode, size and modification time.
+type fileID struct {
+	ino  uint64
+	size int64
+	mod  time.Time
+}
+
+func fileIDOf(fi os.FileInfo) fileID {
+	id := fileID{size: fi.Size(), mod: fi.ModTime()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		id.ino = st.Ino
+	}
+	return id
 }
 
 // open returns the snapshot file for serving. The caller holds the state lock, so the file at
@@ -37,10 +58,54 @@ func (s *snapshot) open() (*os.File, error) {
 	return f, nil
 }
 
-// snapshotWriter receives an RDB payload into a temporary file in dir.
+// verify checks an open snapshot file before it is served: cheaply when the file is the one
+// checked before (same inode, size and mtime), else by reading it all through the RDB checker.
+func (s *snapshot) verify(f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat snapshot: %w", err)
+	}
+	if fileIDOf(fi) == s.checked {
+		return nil
+	}
+	if fi.Size() != s.Size {
+		return fmt.Errorf("%w: the file has %d bytes, the snapshot had %d", resp.ErrBadRDB, fi.Size(), s.Size)
+	}
+	info, err := checkRDB(io.NewSectionReader(f, 0, fi.Size()))
+	if err != nil {
+		return err
+	}
+	return s.matches(info)
+}
+
+// matches checks the RDB's own replication aux fields, when it has them, against the
+// replication ID and offset it is served under.
+func (s *snapshot) matches(info resp.RDBInfo) error {
+	if !info.HasRepl {
+		return nil
+	}
+	if !strings.EqualFold(info.ReplID, s.Replid) || info.ReplOffset != s.Offset {
+		return fmt.Errorf("%w: the RDB says it is %s:%d, it was received as %s:%d",
+			resp.ErrBadRDB, info.ReplID, info.ReplOffset, s.Replid, s.Offset)
+	}
+	return nil
+}
+
+// checkRDB reads r through the RDB checker.
+func checkRDB(r io.Reader) (resp.RDBInfo, error) {
+	var c resp.RDBChecker
+	if _, err := io.CopyBuffer(&c, r, make([]byte, 256<<10)); err != nil && !errors.Is(err, resp.ErrBadRDB) {
+		return resp.RDBInfo{}, fmt.Errorf("read snapshot: %w", err)
+	}
+	return c.Finish()
+}
+
+// snapshotWriter receives an RDB payload into a temporary file in dir, checking it as it
+// arrives (resp.RDBChecker).
 type snapshotWriter struct {
-	dir string
-	f   *os.File
+	dir   string
+	f     *os.File
+	check resp.RDBChecker
 }
 
 func newSnapshotWriter(dir string) (*snapshotWriter, error) {
@@ -51,7 +116,14 @@ func newSnapshotWriter(dir string) (*snapshotWriter, error) {
 	return &snapshotWriter{dir: dir, f: f}, nil
 }
 
-func (w *snapshotWriter) Write(p []byte) (int, error) { return w.f.Write(p) }
+// Write stores p. A payload the checker already rejects (bad magic or aux field) fails here,
+// so a transfer of garbage stops early.
+func (w *snapshotWriter) Write(p []byte) (int, error) {
+	if _, err := w.check.Write(p); err != nil {
+		return 0, err
+	}
+	return w.f.Write(p)
+}
 
 // abort removes the partial file.
 func (w *snapshotWriter) abort() {
@@ -60,16 +132,21 @@ func (w *snapshotWriter) abort() {
 	os.Remove(name)
 }
 
-// commit makes the received RDB the snapshot for (replid, offset). The metadata is removed
-// before the data file is replaced and written after it, so a crash in between leaves no
-// snapshot rather than a file paired with the wrong offset.
-func (w *snapshotWriter) commit(replid string, offset int64) (*snapshot, error) {
-	size, err := w.f.Seek(0, io.SeekEnd)
+// finish checks the whole RDB (magic, version, EOF opcode, CRC64, and its repl-id and
+// repl-offset aux fields against replid and offset), syncs it to disk and returns it as a
+// snapshot still at its temporary path. A bad one is removed, never kept.
+func (w *snapshotWriter) finish(replid string, offset int64) (*snapshot, error) {
+	snap := &snapshot{Replid: replid, Offset: offset, Created: time.Now(), path: w.f.Name()}
+	info, err := w.check.Finish()
 	if err == nil {
-		err = checkRDBMagic(w.f)
+		err = snap.matches(info)
 	}
 	if err == nil {
 		err = w.f.Sync()
+	}
+	var fi os.FileInfo
+	if err == nil {
+		fi, err = w.f.Stat()
 	}
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
@@ -78,35 +155,31 @@ func (w *snapshotWriter) commit(replid string, offset int64) (*snapshot, error) 
 		os.Remove(w.f.Name())
 		return nil, err
 	}
-	snap := &snapshot{Replid: replid, Offset: offset, Size: size, Created: time.Now(),
-		path: filepath.Join(w.dir, snapshotName)}
-	meta := filepath.Join(w.dir, metaName)
-	if err := os.Remove(meta); err != nil && !errors.Is(err, os.ErrNotExist) {
-		os.Remove(w.f.Name())
-		return nil, fmt.Errorf("remove snapshot metadata: %w", err)
-	}
-	if err := os.Rename(w.f.Name(), snap.path); err != nil {
-		os.Remove(w.f.Name())
-		return nil, fmt.Errorf("install snapshot: %w", err)
-	}
-	b, _ := json.Marshal(snap)
-	if err := writeFileAtomic(meta, b); err != nil {
-		return nil, err
-	}
+	snap.Size = fi.Size()
+	snap.checked = fileIDOf(fi)
 	return snap, nil
 }
 
-// checkRDBMagic rejects a payload that is not an RDB file: the first guard against serving
-// garbage. (Checksums are verified by replicas as they load.)
-func checkRDBMagic(f *os.File) error {
-	var hdr [9]byte
-	if _, err := f.ReadAt(hdr[:], 0); err != nil {
-		return fmt.Errorf("snapshot is not an RDB file: %w", err)
+// install moves a finished snapshot to its place in dir. The metadata is removed before the
+// data file is replaced and written after it, so a crash in between leaves no snapshot rather
+// than a file paired with the wrong offset. The caller holds the state lock (so no replica
+// opens the path between the rename and the switch to s) and must switch to s when err is
+// nil, since the old file is gone; metaErr means only that a restart will not find s.
+func (s *snapshot) install(dir string) (metaErr, err error) {
+	tmp := s.path
+	meta := filepath.Join(dir, metaName)
+	if err := os.Remove(meta); err != nil && !errors.Is(err, os.ErrNotExist) {
+		os.Remove(tmp)
+		return nil, fmt.Errorf("remove snapshot metadata: %w", err)
 	}
-	if !bytes.HasPrefix(hdr[:], []byte("REDIS")) {
-		return fmt.Errorf("snapshot is not an RDB file: header %q", hdr[:])
+	path := filepath.Join(dir, snapshotName)
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return nil, fmt.Errorf("install snapshot: %w", err)
 	}
-	return nil
+	s.path = path
+	b, _ := json.Marshal(s)
+	return writeFileAtomic(meta, b), nil
 }
 
 // loadSnapshot returns the snapshot left in dir by an earlier run, or nil when there is none
@@ -136,9 +209,14 @@ func loadSnapshot(dir string) (*snapshot, error) {
 	if st.Size() != s.Size || len(s.Replid) != 40 || s.Offset < 0 {
 		return nil, fmt.Errorf("snapshot %s does not match its metadata (size %d, metadata says %d)", s.path, st.Size(), s.Size)
 	}
-	if err := checkRDBMagic(f); err != nil {
-		return nil, err
+	info, err := checkRDB(f)
+	if err == nil {
+		err = s.matches(info)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s fails its check: %w", s.path, err)
+	}
+	s.checked = fileIDOf(st)
 	return &s, nil
 }
 
@@ -170,3 +248,6 @@ func writeFileAtomic(path string, data []byte) error {
 	}
 	return nil
 }
+
+// removeFile removes a file whose loss only wastes space if it fails.
+func removeFile(path string) { os.Remove(path) }

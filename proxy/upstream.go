@@ -193,7 +193,7 @@ func (u *upstream) reply(br *bufio.Reader) (tresp.Value, error) {
 func (u *upstream) psync(conn *trackedConn, br *bufio.Reader) (*backlog.Ring, error) {
 	p := u.p
 	p.mu.Lock()
-	replid, ring, full := p.replid, p.ring, p.wantFullSync || p.replid == ""
+	replid, ring, full := p.replid, p.ring, p.replid == ""
 	p.mu.Unlock()
 	if full {
 		replid = "?"
@@ -225,16 +225,12 @@ func (u *upstream) psync(conn *trackedConn, br *bufio.Reader) (*backlog.Ring, er
 	line := v.String()
 	switch {
 	case strings.HasPrefix(line, "FULLRESYNC"):
-		f := strings.Fields(line)
-		if len(f) != 3 || len(f[1]) != 40 {
-			return nil, fmt.Errorf("master replied with wrong +FULLRESYNC syntax: %q", line)
+		id, off, err := parseFullResync(line)
+		if err != nil {
+			return nil, err
 		}
-		off, err := strconv.ParseInt(f[2], 10, 64)
-		if err != nil || off < 0 {
-			return nil, fmt.Errorf("master replied with wrong +FULLRESYNC offset: %q", line)
-		}
-		p.log.Infof("Full resync from master: %s:%d", f[1], off)
-		return u.fullSync(conn, br, f[1], off)
+		p.log.Infof("Full resync from master: %s:%d", id, off)
+		return u.fullSync(conn, br, id, off)
 	case strings.HasPrefix(line, "CONTINUE"):
 		p.log.Info("Successful partial resynchronization with master.")
 		if id := strings.TrimSpace(strings.TrimPrefix(line, "CONTINUE")); len(id) == 40 && !strings.EqualFold(id, replid) {
@@ -260,7 +256,13 @@ func (u *upstream) fullSync(conn *trackedConn, br *bufio.Reader, replid string, 
 	p.link.state = "sync"
 	p.link.transfer.size = -1
 	p.link.transfer.read.Store(0)
+	p.receiving = true
 	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.receiving = false
+		p.mu.Unlock()
+	}()
 	hdr, err := resp.ReadPayloadHeader(br, p.lim, nil)
 	var rerr *resp.ReplyError
 	if errors.As(err, &rerr) {
@@ -286,11 +288,18 @@ func (u *upstream) fullSync(conn *trackedConn, br *bufio.Reader, replid string, 
 		w.abort()
 		return nil, fmt.Errorf("receiving RDB from master (%d bytes so far): %w", n, err)
 	}
-	snap, err := w.commit(replid, off)
+	snap, err := w.finish(replid, off)
+	if err != nil {
+		if errors.Is(err, resp.ErrBadRDB) {
+			p.stats.snapDiscarded.Add(1)
+			return nil, fmt.Errorf("discarding the RDB received from master, it fails its check: %w", err)
+		}
+		return nil, fmt.Errorf("saving snapshot: %w", err)
+	}
+	ring, err := u.p.installEpoch(replid, off, snap)
 	if err != nil {
 		return nil, fmt.Errorf("saving snapshot: %w", err)
 	}
-	ring := u.p.installEpoch(replid, off, snap)
 	u.scan, u.scanErr = resp.NewScanner(off+1, streamLimits()), nil
 	p.log.Infof("MASTER <-> REPLICA sync: Finished with success (snapshot %s:%d, %d bytes)", replid, off, n)
 	// An EOF-marked transfer gets no stream until the first ACK (protocol §2.4).

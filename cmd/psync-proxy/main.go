@@ -31,6 +31,10 @@ type options struct {
 	replTimeout                     int
 	masterUser, masterAuth, reqPass string
 	protectedMode                   string
+	snapshotRefresh, refreshMargin  string
+	refreshMinInterval              int
+	maxFullSyncs                    int
+	fullSyncRate                    string
 	logLevel, logFormat             string
 	version                         bool
 }
@@ -54,6 +58,11 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.masterAuth, "masterauth", "", "`password` for AUTH to the master (also $PSYNC_PROXY_MASTERAUTH)")
 	fs.StringVar(&o.reqPass, "requirepass", "", "`password` clients must AUTH with (also $PSYNC_PROXY_REQUIREPASS)")
 	fs.StringVar(&o.protectedMode, "protected-mode", "yes", "`yes|no`: without --requirepass, accept only loopback clients")
+	fs.StringVar(&o.snapshotRefresh, "snapshot-refresh", "auto", "`auto|on-demand`: fetch a new snapshot on a second master connection before the backlog outgrows the current one (auto), or only when a replica needs it (on-demand)")
+	fs.StringVar(&o.refreshMargin, "snapshot-refresh-margin", "0", "auto refresh starts when the backlog's first byte comes within this `size` of the snapshot's offset (0: a quarter of --backlog-size)")
+	fs.IntVar(&o.refreshMinInterval, "snapshot-refresh-min-interval", 60, "least `seconds` between two snapshot requests to the master")
+	fs.IntVar(&o.maxFullSyncs, "max-concurrent-full-syncs", 0, "full syncs served at once, others wait in order (`n`, 0: no limit)")
+	fs.StringVar(&o.fullSyncRate, "full-sync-rate-limit", "0", "snapshot bytes per second sent to each replica (`size`, 0: no limit)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "`level`: debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "console", "`format`: console or json")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
@@ -163,6 +172,20 @@ func (o *options) config() (proxy.Config, error) {
 	if o.master == "" {
 		return proxy.Config{}, errors.New("--master host:port is required")
 	}
+	margin, err := proxy.ParseSize(o.refreshMargin)
+	if err != nil {
+		return proxy.Config{}, fmt.Errorf("--snapshot-refresh-margin: %w", err)
+	}
+	rate, err := proxy.ParseSize(o.fullSyncRate)
+	if err != nil {
+		return proxy.Config{}, fmt.Errorf("--full-sync-rate-limit: %w", err)
+	}
+	if o.refreshMinInterval < 1 {
+		return proxy.Config{}, errors.New("--snapshot-refresh-min-interval must be at least 1 second")
+	}
+	if o.maxFullSyncs < 0 {
+		return proxy.Config{}, errors.New("--max-concurrent-full-syncs must not be negative")
+	}
 	return proxy.Config{
 		MasterAddr:    o.master,
 		Dir:           o.dir,
@@ -172,5 +195,11 @@ func (o *options) config() (proxy.Config, error) {
 		MasterAuth:    o.masterAuth,
 		RequirePass:   o.reqPass,
 		ProtectedMode: protected,
+
+		SnapshotRefresh:            o.snapshotRefresh,
+		SnapshotRefreshMargin:      margin,
+		SnapshotRefreshMinInterval: time.Duration(o.refreshMinInterval) * time.Second,
+		MaxConcurrentFullSyncs:     o.maxFullSyncs,
+		FullSyncRateLimit:          rate,
 	}, nil
 }
