@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/psync-proxy/psync-proxy/bench/redistest"
 	"github.com/psync-proxy/psync-proxy/proxy"
@@ -19,14 +20,20 @@ type forwarder struct {
 	target string
 	conns  []net.Conn
 	wg     sync.WaitGroup
+	rate   int64 // bytes per second from the target to the client; 0: no limit. Set before use.
 }
 
 func startForwarder(t *testing.T, target string) *forwarder {
+	return startThrottledForwarder(t, target, 0)
+}
+
+// startThrottledForwarder is startForwarder with the target's bytes paced to rate per second.
+func startThrottledForwarder(t *testing.T, target string, rate int64) *forwarder {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &forwarder{ln: ln, target: target}
+	f := &forwarder{ln: ln, target: target, rate: rate}
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
@@ -44,11 +51,15 @@ func startForwarder(t *testing.T, target string) *forwarder {
 			}
 			f.conns = append(f.conns, c, up)
 			f.mu.Unlock()
-			for _, pair := range [][2]net.Conn{{c, up}, {up, c}} {
+			for i, pair := range [][2]net.Conn{{c, up}, {up, c}} {
+				rate := int64(0)
+				if i == 0 {
+					rate = f.rate
+				}
 				f.wg.Add(1)
 				go func(dst, src net.Conn) {
 					defer f.wg.Done()
-					io.Copy(dst, src)
+					pacedCopy(dst, src, rate)
 					dst.Close()
 					src.Close()
 				}(pair[0], pair[1])
@@ -61,6 +72,31 @@ func startForwarder(t *testing.T, target string) *forwarder {
 		f.wg.Wait()
 	})
 	return f
+}
+
+// pacedCopy copies src to dst at most rate bytes per second (0: as fast as possible).
+func pacedCopy(dst io.Writer, src io.Reader, rate int64) {
+	if rate == 0 {
+		io.Copy(dst, src)
+		return
+	}
+	buf := make([]byte, 16<<10)
+	start, total := time.Now(), int64(0)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+			total += int64(n)
+			if d := time.Duration(float64(total)/float64(rate)*float64(time.Second)) - time.Since(start); d > 0 {
+				time.Sleep(d)
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // retarget sends new connections to target and cuts the current ones.

@@ -49,6 +49,7 @@ type Proxy struct {
 	refreshWanted  bool      // a replica needs a snapshot the current one cannot give
 	refreshing     bool      // a refresh connection is fetching a snapshot
 	receiving      bool      // the main link is receiving a snapshot (new history)
+	transfer       *transfer // that snapshot, once its payload has started
 	lastRefresh    time.Time // when the master was last asked for a snapshot
 	lastRefreshErr string    // why the last refresh failed; "" after a success
 	replicas       map[*replica]struct{}

@@ -158,10 +158,11 @@ func (p *Proxy) readReplica(r *replica, dc redcon.DetachedConn) {
 
 // syncPlan is the answer to one PSYNC: a partial resync from cur, or a full one from snap.
 type syncPlan struct {
-	replid string
-	cur    *backlog.Cursor
-	snap   *snapshot
-	file   *os.File // open snapshot for a full sync
+	replid   string
+	cur      *backlog.Cursor
+	snap     *snapshot
+	transfer *transfer // a snapshot still arriving, served as it comes (with file)
+	file     *os.File  // open snapshot for a full sync
 }
 
 // syncReplica waits until the proxy can answer, keeping the replica alive with newlines as a
@@ -193,6 +194,9 @@ func (p *Proxy) syncReplica(ctx context.Context, r *replica, req syncRequest) er
 	}
 	if plan.file != nil {
 		defer plan.file.Close()
+		if plan.transfer != nil {
+			return p.passThrough(ctx, r, req, plan, turn)
+		}
 		return p.fullSync(ctx, r, req, plan, turn)
 	}
 	reply := "+CONTINUE\r\n"
@@ -255,7 +259,22 @@ func (p *Proxy) planSync(r *replica, req syncRequest, triedPartial *bool, turn *
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.replid == "" {
-		return nil, p.changed // nothing to offer before the first snapshot
+		// Before the first snapshot, nothing to offer but that snapshot as it arrives: a
+		// replica can take it when its length is known or it accepts an EOF-marked payload.
+		t := p.transfer
+		if t == nil || (t.size < 0 && !(req.psync && r.client.capaEOF)) {
+			return nil, p.changed
+		}
+		if ok, wait := turn.ready(); !ok {
+			return nil, wait
+		}
+		f, err := os.Open(t.path)
+		if err != nil {
+			p.log.Errorf("Cannot serve the arriving snapshot to replica %s: %v", r.addr, err)
+			return nil, p.changed
+		}
+		p.stats.syncFull.Add(1)
+		return &syncPlan{replid: t.replid, transfer: t, file: f}, nil
 	}
 	if !*triedPartial {
 		*triedPartial = true

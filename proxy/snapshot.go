@@ -106,6 +106,7 @@ type snapshotWriter struct {
 	dir   string
 	f     *os.File
 	check resp.RDBChecker
+	t     *transfer // told of every write, when replicas follow the file as it grows
 }
 
 func newSnapshotWriter(dir string) (*snapshotWriter, error) {
@@ -122,7 +123,11 @@ func (w *snapshotWriter) Write(p []byte) (int, error) {
 	if _, err := w.check.Write(p); err != nil {
 		return 0, err
 	}
-	return w.f.Write(p)
+	n, err := w.f.Write(p)
+	if w.t != nil && n > 0 {
+		w.t.advance(int64(n))
+	}
+	return n, err
 }
 
 // abort removes the partial file.

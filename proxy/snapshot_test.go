@@ -328,3 +328,114 @@ func vmHWM(t *testing.T, pid int) int64 {
 	t.Fatal("no VmHWM in /proc status")
 	return 0
 }
+
+// TestPassThrough: replicas waiting for the proxy's first snapshot receive it while it still
+// streams in from the master (here paced to 4 MB/s): a stock replica (capa eof) through the
+// proxy's own EOF mark, a raw client without capa eof only once its length is known. Both end
+// with the bytes of the final snapshot, and the master forks once.
+func TestPassThrough(t *testing.T) {
+	for _, diskless := range []string{"yes", "no"} {
+		t.Run("diskless-"+diskless, func(t *testing.T) { testPassThrough(t, diskless) })
+	}
+}
+
+// testPassThrough runs TestPassThrough against a master sending its RDB EOF-marked (diskless
+// yes) or with its length (diskless no).
+func testPassThrough(t *testing.T, diskless string) {
+	m := redistest.Start(t, "--repl-diskless-sync", diskless)
+	loadRandom(t, m, "p:", 8000, 1024) // about 8 MB: two seconds through the forwarder
+	f := startThrottledForwarder(t, m.Addr(), 4<<20)
+	p := startProxyAddr(t, proxy.Config{MasterAddr: f.ln.Addr().String(), BacklogSize: 64 << 20})
+
+	noEOF := redistest.Dial(t, p.Addr())
+	defer noEOF.Close()
+	noEOF.SetTimeout(time.Minute)
+	if _, err := noEOF.Do("REPLCONF", "capa", "psync2"); err != nil {
+		t.Fatal(err)
+	}
+	noEOF.Send("PSYNC", "?", "-1")
+
+	r := redistest.Start(t, p.replicaArgs()...)
+	seen := false
+	redistest.Eventually(t, syncTimeout, func() error {
+		state := p.info("snapshot")["snapshot_state"]
+		ri := r.Info(t, "replication")
+		if ri["master_sync_in_progress"] == "1" && ri["master_sync_read_bytes"] != "0" && state == "receiving" {
+			seen = true
+		}
+		if state != "ready" {
+			return errString("snapshot " + state)
+		}
+		return nil
+	})
+	if !seen {
+		t.Error("the replica did not receive the snapshot while the proxy was still receiving it")
+	}
+	redistest.WaitInSync(t, syncTimeout, m, r)
+
+	// The client without capa eof got newlines, then a length-framed copy of the snapshot.
+	line := readLineSkippingNewlines(t, noEOF)
+	if !strings.HasPrefix(line, "+FULLRESYNC ") {
+		t.Fatalf("got %q, want +FULLRESYNC", line)
+	}
+	hdr := readLineSkippingNewlines(t, noEOF)
+	n, err := strconv.Atoi(strings.TrimPrefix(hdr, "$"))
+	if err != nil {
+		t.Fatalf("payload header %q: %v", hdr, err)
+	}
+	got, err := noEOF.ReadFull(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(filepath.Join(p.cfg.Dir, "snapshot.rdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("the client without capa eof got %d bytes that are not the snapshot (%d bytes)", len(got), len(want))
+	}
+	if got := stat(t, m, "sync_full"); got != 1 {
+		t.Errorf("master sync_full = %d, want 1", got)
+	}
+}
+
+// readLineSkippingNewlines reads the next non-empty line (keep-alive newlines come first).
+func readLineSkippingNewlines(t *testing.T, c *redistest.Client) string {
+	t.Helper()
+	for {
+		line, err := c.ReadLine()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line != "" {
+			return line
+		}
+	}
+}
+
+// TestPassThroughCut cuts the master link in the middle of the first snapshot while a replica
+// follows it: the replica never gets a whole (truncated) RDB to load, and both end equal once
+// the proxy has fetched the snapshot again.
+func TestPassThroughCut(t *testing.T) {
+	m := redistest.Start(t)
+	loadRandom(t, m, "cut:", 8000, 1024)
+	f := startThrottledForwarder(t, m.Addr(), 4<<20)
+	p := startProxyAddr(t, proxy.Config{MasterAddr: f.ln.Addr().String(), BacklogSize: 64 << 20})
+	r := redistest.Start(t, p.replicaArgs()...)
+	redistest.Eventually(t, syncTimeout, func() error {
+		if n, _ := strconv.Atoi(r.Info(t, "replication")["master_sync_read_bytes"]); n < 1<<20 {
+			return errString("the replica has not received 1 MB of the snapshot yet")
+		}
+		return nil
+	})
+	f.retarget(m.Addr()) // cuts the transfer; the proxy reconnects through the forwarder
+	redistest.WaitInSync(t, syncTimeout, m, r)
+	if got := stat(t, m, "sync_full"); got != 2 {
+		t.Errorf("master sync_full = %d, want 2 (the cut transfer and its retry)", got)
+	}
+	for _, bad := range []string{"Wrong RDB checksum", "Failed trying to load", "Short read"} {
+		if r.CountLog(t, bad) > 0 {
+			t.Errorf("the replica loaded a cut snapshot: its log has %q", bad)
+		}
+	}
+}

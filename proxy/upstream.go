@@ -283,22 +283,45 @@ func (u *upstream) fullSync(conn *trackedConn, br *bufio.Reader, replid string, 
 	if err != nil {
 		return nil, err
 	}
+	size := hdr.Len
+	if hdr.Marked() {
+		size = -1
+	}
+	t := newTransfer(replid, off, size, w.f.Name())
+	w.t = t
+	p.mu.Lock()
+	p.transfer = t
+	p.notifyLocked() // replicas waiting for a first snapshot can follow this one
+	p.mu.Unlock()
+	var result error
+	defer func() {
+		t.end(result)
+		p.mu.Lock()
+		if p.transfer == t {
+			p.transfer = nil
+		}
+		p.mu.Unlock()
+	}()
 	n, err := resp.CopyPayload(progressWriter{w, &p.link.transfer.read}, br, hdr)
 	if err != nil {
 		w.abort()
-		return nil, fmt.Errorf("receiving RDB from master (%d bytes so far): %w", n, err)
+		result = fmt.Errorf("receiving RDB from master (%d bytes so far): %w", n, err)
+		return nil, result
 	}
 	snap, err := w.finish(replid, off)
 	if err != nil {
 		if errors.Is(err, resp.ErrBadRDB) {
 			p.stats.snapDiscarded.Add(1)
-			return nil, fmt.Errorf("discarding the RDB received from master, it fails its check: %w", err)
+			result = fmt.Errorf("discarding the RDB received from master, it fails its check: %w", err)
+			return nil, result
 		}
-		return nil, fmt.Errorf("saving snapshot: %w", err)
+		result = fmt.Errorf("saving snapshot: %w", err)
+		return nil, result
 	}
 	ring, err := u.p.installEpoch(replid, off, snap)
 	if err != nil {
-		return nil, fmt.Errorf("saving snapshot: %w", err)
+		result = fmt.Errorf("saving snapshot: %w", err)
+		return nil, result
 	}
 	u.scan, u.scanErr = resp.NewScanner(off+1, streamLimits()), nil
 	p.log.Infof("MASTER <-> REPLICA sync: Finished with success (snapshot %s:%d, %d bytes)", replid, off, n)
