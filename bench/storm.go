@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -22,7 +23,9 @@ const (
 )
 
 // runStorm measures 8 replicas asking for a full sync at once: from the master directly, or
-// from a proxy that already holds a snapshot of the dataset.
+// from a proxy that already holds a snapshot of the dataset. Meanwhile a probe times a SET
+// every millisecond until all are in sync, and redis-benchmark loads the master for a fixed
+// window (its throughput, worst p99 and max are what the master's clients see).
 func runStorm(e *env) error {
 	keys := 300_000 // 1 KiB values: about 300 MB of RDB
 	if e.cfg.quick {
@@ -76,6 +79,7 @@ func stormRun(e *env, r *run, kase string, keys int, topology string, rep int) {
 
 	e.step("storm: %s, repetition %d of %d: storm", topology, rep+1, e.cfg.reps)
 	probe := stormStartProbe(r, master)
+	load := stormStartLoad(r, master)
 	start := time.Now()
 	for _, s := range replicas {
 		s.ReplicaOf(r, upstream)
@@ -85,6 +89,15 @@ func stormRun(e *env, r *run, kase string, keys int, topology string, rep int) {
 	rtts, err := probe.finish()
 	if err != nil {
 		r.Fatalf("latency probe: %v", err)
+	}
+	// The load's figures cover the same window in both topologies (or the storm, if longer),
+	// so a storm that ends sooner is not measured over less time.
+	if d := stormLoadWindow(e) - time.Since(start); d > 0 {
+		time.Sleep(d)
+	}
+	bench := load()
+	if bench.err != nil {
+		r.Fatalf("redis-benchmark during the storm: %v", bench.err)
 	}
 
 	stats1 := master.Info(r, "stats")
@@ -114,6 +127,11 @@ func stormRun(e *env, r *run, kase string, keys int, topology string, rep int) {
 	rec("sync_ms", "ms", float64(syncTime.Microseconds())/1000)
 	rec("probe_p99_ms", "ms", stormPercentile(rtts, 0.99))
 	rec("probe_max_ms", "ms", stormPercentile(rtts, 1))
+	if bench.secs > 0 {
+		rec("bench_ops_s", "ops/s", bench.reqs/bench.secs)
+		rec("bench_p99_ms", "ms", bench.p99)
+		rec("bench_max_ms", "ms", bench.max)
+	}
 	if proxy != nil {
 		rec("proxy_sync_full", "", float64(proxySyncs))
 		rec("proxy_cpu_s", "s", cpu)
@@ -162,6 +180,70 @@ func stormAppendSet(b []byte, key string, value []byte) []byte {
 	b = append(b, "\r\n"...)
 	b = append(b, value...)
 	return append(b, "\r\n"...)
+}
+
+// stormLoadWindow is the least time the redis-benchmark load runs from the storm's start.
+func stormLoadWindow(e *env) time.Duration {
+	if e.cfg.quick {
+		return 3 * time.Second
+	}
+	return 20 * time.Second
+}
+
+// stormLoadResult is what redis-benchmark measured on the master during a storm: requests and
+// seconds summed over its back-to-back runs, and the worst p99 and max among them.
+type stormLoadResult struct {
+	reqs, secs, p99, max float64
+	err                  error
+}
+
+// stormStartLoad runs redis-benchmark SET (50 clients, no pipelining, 100-byte values) on the
+// master in back-to-back runs of stormLoadRun requests until the returned function is called,
+// which waits for the run in progress and returns the totals. Short runs let the load end
+// with the storm, whatever its length.
+func stormStartLoad(r *run, master *redistest.Server) func() stormLoadResult {
+	const stormLoadRun = 20_000
+	stop := make(chan struct{})
+	done := make(chan stormLoadResult, 1)
+	go func() {
+		var res stormLoadResult
+		defer func() { done <- res }()
+		defer func() {
+			// runBenchmark reports failure with run.Fatalf, a panic: keep it as an error here.
+			if v := recover(); v != nil {
+				f, ok := v.(fatal)
+				if !ok {
+					panic(v)
+				}
+				res.err = errors.New(string(f))
+			}
+		}()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for _, l := range runBenchmark(r, master, "-t", "set", "-d", "100", "-r", "100000", "-n", strconv.Itoa(stormLoadRun)) {
+				if l.RPS > 0 {
+					res.reqs += stormLoadRun
+					res.secs += stormLoadRun / l.RPS
+				}
+				res.p99, res.max = max(res.p99, l.P99), max(res.max, l.MaxMs)
+			}
+		}
+	}()
+	var once sync.Once
+	var res stormLoadResult
+	finish := func() stormLoadResult {
+		once.Do(func() {
+			close(stop)
+			res = <-done
+		})
+		return res
+	}
+	r.Cleanup(func() { finish() })
+	return finish
 }
 
 // stormProbe times a SET on its own connection to the master every millisecond. A SET rather
