@@ -109,3 +109,27 @@ func (c *Cursor) Wait(ctx context.Context) error {
 	}
 	return err
 }
+
+// On reports whether the cursor reads r.
+func (c *Cursor) On(r *Ring) bool { return c.r == r }
+
+// Skip moves the cursor past n bytes that were delivered without it (written to the replica
+// straight from the bytes the writer appended). The bytes must exist: Skip fails with
+// ErrFuture, moving nothing, if End()+1 < Offset()+n. The caller owns the cursor.
+func (c *Cursor) Skip(n int64) error {
+	if n < 0 || c.off+n > c.r.End()+1 {
+		return ErrFuture
+	}
+	c.off += n
+	return nil
+}
+
+// End returns the ring's End(), for a caller deciding whether to wait.
+func (c *Cursor) End() int64 { return c.r.End() }
+
+// WaitAt blocks until the byte at off exists, where off is the cursor's offset as the caller
+// last read it (another goroutine may move the cursor meanwhile, under the caller's lock).
+// Errors as Read; ErrTrimmed and ErrClosed are not kept, since the cursor may have moved.
+func (c *Cursor) WaitAt(ctx context.Context, off int64) error {
+	return c.r.Wait(ctx, off)
+}

@@ -58,8 +58,9 @@ type Proxy struct {
 	closing        bool     // set once Serve is ending: no new goroutines
 
 	stats    stats
-	kick     chan struct{} // wakes the refresher (see requestRefreshLocked)
-	admit    *admission    // bounds concurrent full syncs; nil: no bound
+	fast     atomic.Pointer[[]*replica] // streaming replicas the upstream may write to inline
+	kick     chan struct{}              // wakes the refresher (see requestRefreshLocked)
+	admit    *admission                 // bounds concurrent full syncs; nil: no bound
 	nextID   atomic.Int64
 	clients  atomic.Int64
 	wg       sync.WaitGroup

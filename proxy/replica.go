@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tidwall/redcon"
@@ -43,6 +44,8 @@ type replica struct {
 	kickMu sync.Once
 
 	answered bool // got +CONTINUE or +FULLRESYNC; guarded by Proxy.mu
+
+	fast fastPath // see fanout.go
 
 	state   atomic.Int32
 	ackOff  atomic.Int64
@@ -90,6 +93,7 @@ func (p *Proxy) startReplica(conn redcon.Conn, c *client, req syncRequest) {
 func (p *Proxy) dropReplica(r *replica) {
 	r.kick()
 	p.mu.Lock()
+	p.removeFastLocked(r)
 	delete(p.replicas, r)
 	p.mu.Unlock()
 	p.clients.Add(-1)
@@ -421,27 +425,58 @@ func (p *Proxy) goOnline(r *replica, req syncRequest) {
 
 // stream sends the backlog to the replica from its cursor, byte for byte, until an error.
 // The bytes go straight from the backlog's storage to the socket (one writev, up to
-// streamWrite bytes), so a lagging replica catches up in large writes and one that keeps up
-// gets each read from the master as soon as it is stored. A replica that falls behind the
-// backlog's first byte is disconnected, never moved forward.
+// streamWrite bytes), so a lagging replica catches up in large writes. While the session
+// waits for more, the upstream goroutine may write new bytes for it (fanout.go); both move
+// the cursor under r.fast.mu. A replica that falls behind the backlog's first byte is
+// disconnected, never moved forward.
 func (p *Proxy) stream(ctx context.Context, r *replica, cur *backlog.Cursor) error {
 	const streamWrite = 1 << 20
-	for {
-		// Wait first, so that the write deadline counts from the write, not from the wait.
-		err := cur.Wait(ctx)
-		if err == nil {
-			r.conn.SetWriteDeadline(time.Now().Add(p.timeout()))
-			var n int64
-			n, err = cur.WriteTo(ctx, r.conn.Conn, streamWrite)
-			p.stats.netReplOut.Add(n)
-		}
-		if errors.Is(err, backlog.ErrTrimmed) {
-			return fmt.Errorf("it fell behind the backlog at offset %d; it will need a new sync", cur.Offset())
-		}
-		if err != nil {
-			return err
+	f := &r.fast
+	if sc, ok := r.conn.Conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			f.mu.Lock()
+			f.cur, f.raw = cur, raw
+			f.mu.Unlock()
+			p.mu.Lock()
+			p.addFastLocked(r)
+			p.mu.Unlock()
 		}
 	}
+	for {
+		f.mu.Lock()
+		off := cur.Offset()
+		if off > cur.End() {
+			// Idle: the upstream may deliver for us while we wait.
+			f.idle = true
+			f.mu.Unlock()
+			err := cur.WaitAt(ctx, off)
+			f.mu.Lock()
+			f.idle = false
+			moved := cur.Offset() != off
+			f.mu.Unlock()
+			// off may have been left behind by inline writes; only the cursor's own
+			// offset can be trimmed, and WriteTo checks that.
+			if err != nil && !(moved && errors.Is(err, backlog.ErrTrimmed)) {
+				return p.streamErr(cur, err)
+			}
+			continue
+		}
+		f.mu.Unlock()
+		// Not idle, so the cursor is ours alone until the next wait.
+		r.conn.SetWriteDeadline(time.Now().Add(p.timeout()))
+		n, err := cur.WriteTo(ctx, r.conn.Conn, streamWrite)
+		p.stats.netReplOut.Add(n)
+		if err != nil {
+			return p.streamErr(cur, err)
+		}
+	}
+}
+
+func (p *Proxy) streamErr(cur *backlog.Cursor, err error) error {
+	if errors.Is(err, backlog.ErrTrimmed) {
+		return fmt.Errorf("it fell behind the backlog at offset %d; it will need a new sync", cur.Offset())
+	}
+	return err
 }
 
 // write sends b with a write deadline of repl-timeout, so a replica that stops reading is

@@ -52,10 +52,18 @@ func (t *transfer) end(err error) {
 	t.mu.Unlock()
 }
 
-func (t *transfer) status() (written int64, done bool, err error, wake <-chan struct{}) {
+// transferStatus is a transfer's progress at one moment.
+type transferStatus struct {
+	written int64
+	done    bool
+	err     error
+	wake    <-chan struct{} // closed at the next change
+}
+
+func (t *transfer) status() transferStatus {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.written, t.done, t.err, t.wake
+	return transferStatus{t.written, t.done, t.err, t.wake}
 }
 
 // rdbTrailer is the RDB's CRC64: held back from pass-through replicas until the whole
@@ -123,12 +131,12 @@ func (p *Proxy) followTransfer(ctx context.Context, r *replica, plan *syncPlan) 
 	t := plan.transfer
 	sent := int64(0)
 	for {
-		written, done, err, wake := t.status()
-		if done && err != nil {
-			return fmt.Errorf("the snapshot from the master failed; the replica never gets it whole: %w", err)
+		st := t.status()
+		if st.done && st.err != nil {
+			return fmt.Errorf("the snapshot from the master failed; the replica never gets it whole: %w", st.err)
 		}
-		limit := written
-		if !done {
+		limit := st.written
+		if !st.done {
 			limit -= rdbTrailer
 		}
 		if limit > sent {
@@ -141,13 +149,13 @@ func (p *Proxy) followTransfer(ctx context.Context, r *replica, plan *syncPlan) 
 			}
 			continue
 		}
-		if done {
+		if st.done {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-wake:
+		case <-st.wake:
 		}
 	}
 }

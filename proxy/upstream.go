@@ -384,6 +384,7 @@ func (u *upstream) stream(conn *trackedConn, br *bufio.Reader, ring *backlog.Rin
 		// The bytes are read straight into the backlog; chunk is the backlog's own copy.
 		chunk, err := ring.AppendFrom(br)
 		if n := len(chunk); n > 0 {
+			p.fanOut(ring, ring.End()-int64(n)+1, chunk)
 			p.stats.netReplIn.Add(int64(n))
 			if u.scanErr == nil {
 				u.scanErr = u.scan.Feed(chunk, func(c *resp.Command) {
