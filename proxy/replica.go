@@ -47,6 +47,8 @@ type replica struct {
 
 	fast fastPath // see fanout.go
 
+	acked chan struct{} // gets a token on each REPLCONF ACK (capacity 1)
+
 	state   atomic.Int32
 	ackOff  atomic.Int64
 	ackTime atomic.Int64 // unix nanoseconds of the last ACK or newline
@@ -68,6 +70,7 @@ func (p *Proxy) startReplica(conn redcon.Conn, c *client, req syncRequest) {
 		port:   c.listeningPort,
 		conn:   c.conn,
 		client: c,
+		acked:  make(chan struct{}, 1),
 	}
 	if c.ipAddress != "" {
 		r.ip = c.ipAddress
@@ -149,6 +152,10 @@ func (p *Proxy) readReplica(r *replica, dc redcon.DetachedConn) {
 			case "ack":
 				if off, err := strconv.ParseInt(string(cmd.Args[2]), 10, 64); err == nil && off > r.ackOff.Load() {
 					r.ackOff.Store(off)
+				}
+				select {
+				case r.acked <- struct{}{}:
+				default:
 				}
 				continue
 			case "getack":

@@ -355,7 +355,17 @@ func testPassThrough(t *testing.T, diskless string) {
 	}
 	noEOF.Send("PSYNC", "?", "-1")
 
+	withEOF := redistest.Dial(t, p.Addr())
+	defer withEOF.Close()
+	withEOF.SetTimeout(time.Minute)
+	if _, err := withEOF.Do("REPLCONF", "capa", "eof", "capa", "psync2"); err != nil {
+		t.Fatal(err)
+	}
+	withEOF.Send("PSYNC", "?", "-1")
+
 	r := redistest.Start(t, p.replicaArgs()...)
+	// Writes during the transfer: the stream must not follow the EOF mark in the same read.
+	stop := redistest.BenchmarkAsync(t, m, "-c", "1", "-n", "100000000", "-t", "set", "-r", "1000")
 	seen := false
 	redistest.Eventually(t, syncTimeout, func() error {
 		state := p.info("snapshot")["snapshot_state"]
@@ -371,6 +381,8 @@ func testPassThrough(t *testing.T, diskless string) {
 	if !seen {
 		t.Error("the replica did not receive the snapshot while the proxy was still receiving it")
 	}
+	redistest.WaitOnline(t, r, syncTimeout)
+	stop()
 	redistest.WaitInSync(t, syncTimeout, m, r)
 
 	// The client without capa eof got newlines, then a length-framed copy of the snapshot.
@@ -394,8 +406,45 @@ func testPassThrough(t *testing.T, diskless string) {
 	if string(got) != string(want) {
 		t.Errorf("the client without capa eof got %d bytes that are not the snapshot (%d bytes)", len(got), len(want))
 	}
+	if diskless == "yes" {
+		checkEOFPassThrough(t, withEOF, want)
+	}
 	if got := stat(t, m, "sync_full"); got != 1 {
 		t.Errorf("master sync_full = %d, want 1", got)
+	}
+}
+
+// checkEOFPassThrough reads an EOF-marked full sync on c (a raw client with capa eof) and
+// checks the payload is want, and that nothing follows the mark before the client's first
+// REPLCONF ACK: a replica finds the mark only at the end of a read, so stream bytes in the
+// same read would hide it.
+func checkEOFPassThrough(t *testing.T, c *redistest.Client, want []byte) {
+	t.Helper()
+	if line := readLineSkippingNewlines(t, c); !strings.HasPrefix(line, "+FULLRESYNC ") {
+		t.Fatalf("got %q, want +FULLRESYNC", line)
+	}
+	hdr := readLineSkippingNewlines(t, c)
+	mark, ok := strings.CutPrefix(hdr, "$EOF:")
+	if !ok || len(mark) != 40 {
+		t.Fatalf("payload header %q, want $EOF:<40 bytes>", hdr)
+	}
+	got, err := c.ReadFull(len(want) + len(mark))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got[:len(want)]) != string(want) || string(got[len(want):]) != mark {
+		t.Fatalf("EOF-marked payload is not the snapshot followed by its mark")
+	}
+	c.SetTimeout(500 * time.Millisecond)
+	if b, err := c.ReadFull(1); err == nil {
+		t.Fatalf("byte %q followed the EOF mark before any REPLCONF ACK", b)
+	}
+	c.SetTimeout(time.Minute)
+	if err := c.Send("REPLCONF", "ACK", "0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ReadFull(1); err != nil {
+		t.Fatalf("no stream after the first ACK: %v", err)
 	}
 }
 

@@ -99,8 +99,26 @@ func (p *Proxy) passThrough(ctx context.Context, r *replica, req syncRequest, pl
 		return err
 	}
 	if mark != "" {
+		// A replica finds the mark only at the end of one of its reads, so nothing may follow
+		// it until the replica has loaded the RDB and says so with its first REPLCONF ACK, as
+		// a master waits (protocol.md §2.4).
+		select {
+		case <-r.acked: // an ACK from before the mark does not count
+		default:
+		}
 		if err := p.write(r, []byte(mark)); err != nil {
 			return err
+		}
+		if !r.client.rdbOnly {
+			t := time.NewTimer(p.timeout())
+			defer t.Stop()
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-t.C:
+				return errors.New("no REPLCONF ACK after the snapshot")
+			case <-r.acked:
+			}
 		}
 	}
 	if r.client.rdbOnly {
