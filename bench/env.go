@@ -67,7 +67,10 @@ func newEnv(cfg config) (*env, error) {
 		os.RemoveAll(tmp)
 		return nil, fmt.Errorf("build psync-proxy (run from the repository root): %v\n%s", err, out)
 	}
-	e.pin = planPinning(cfg.pin)
+	if e.pin, err = planPinning(cfg.pin); err != nil {
+		os.RemoveAll(tmp)
+		return nil, err
+	}
 	e.machine = describeMachine() + "; " + e.pin.desc
 	go e.progress()
 	return e, nil

@@ -29,7 +29,8 @@ func benchMain() int {
 	flag.BoolVar(&cfg.quick, "quick", false, "small sizes and short outages, for a smoke run")
 	flag.StringVar(&cfg.outages, "outages", "5,30,120", "outage lengths in `seconds` for the outage scenario")
 	flag.BoolVar(&cfg.verbose, "v", false, "log every step to stderr")
-	flag.BoolVar(&cfg.pin, "pin", true, "give the master redis-server a CPU of its own and run everything else on the other CPUs, as when the master has its own host (see pin.go)")
+	flag.IntVar(&cfg.clients, "clients", 50, "steady: redis-benchmark connections (-c)")
+	flag.StringVar(&cfg.pin, "pin", pinMasterClient, "CPU placement (see pin.go): "+pinMasterClient+" (the master and redis-benchmark on the first CPU, everything else on the others), "+pinMaster+" (the master alone on the first CPU) or "+pinOff)
 	flag.Parse()
 
 	e, err := newEnv(cfg)
@@ -69,7 +70,8 @@ type config struct {
 	quick     bool
 	outages   string
 	verbose   bool
-	pin       bool
+	pin       string // pinMasterClient, pinMaster or pinOff
+	clients   int    // steady: redis-benchmark -c
 }
 
 // scenario is one measurement. run records results through e.record for both topologies.

@@ -28,18 +28,31 @@ func TestCPUMaskString(t *testing.T) {
 }
 
 func TestPlanPinning(t *testing.T) {
-	off := planPinning(false)
-	if off.on {
-		t.Fatalf("-pin=false planned pinning: %+v", off)
+	if _, err := planPinning("sometimes"); err == nil {
+		t.Fatal("unknown -pin mode accepted")
 	}
-	p := planPinning(true)
+	off, err := planPinning(pinOff)
+	if err != nil || off.on {
+		t.Fatalf("-pin off planned pinning: %+v, %v", off, err)
+	}
+	alone, err := planPinning(pinMaster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if alone.on && alone.client != alone.others {
+		t.Fatalf("-pin master puts the client with the master: %+v", alone)
+	}
+	p, err := planPinning(pinMasterClient)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if runtime.GOOS != "linux" || len(p.all.cpus()) < 2 {
 		if p.on {
 			t.Fatalf("pinning planned without two CPUs: %+v", p)
 		}
 		t.Skipf("no pinning here: %s", p.desc)
 	}
-	if !p.on || len(p.master.cpus()) != 1 || p.master.cpus()[0] != p.all.cpus()[0] {
+	if !p.on || p.client != p.master || len(p.master.cpus()) != 1 || p.master.cpus()[0] != p.all.cpus()[0] {
 		t.Fatalf("plan %+v", p)
 	}
 	for i := range p.all {
@@ -52,7 +65,7 @@ func TestPlanPinning(t *testing.T) {
 // TestPinProcess pins every thread of the test binary to the non-master CPUs, checks it, and
 // restores the full mask.
 func TestPinProcess(t *testing.T) {
-	p := planPinning(true)
+	p, _ := planPinning(pinMasterClient)
 	if !p.on {
 		t.Skip(p.desc)
 	}

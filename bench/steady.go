@@ -51,7 +51,12 @@ func runSteady(e *env) error {
 // steadyRun is one topology's measurement of one case. It records nothing unless every
 // replica ends with the master's digest, so a broken relay cannot report good figures.
 func steadyRun(e *env, r *run, c steadyCase, n int, topology string, rep int) {
-	t := startTopo(r, topology, c.replicas, nil, []string{"--backlog-size", "512mb"})
+	// Neither topology drops a lagging replica: the master keeps any replication output
+	// buffer (the whole run's stream is under 1 GB) and the proxy a backlog larger than the
+	// stream. A replica dropped and fully synced again would stop costing its upstream anything
+	// for a while and flatter that run's throughput.
+	t := startTopo(r, topology, c.replicas, []string{"--client-output-buffer-limit", "replica 0 0 0"},
+		[]string{"--backlog-size", "2gb"})
 	// A replica reports its link up before the master streams to it: after a diskless sync,
 	// Redis 7 starts the stream on the replica's first REPLCONF ACK once the fork is reaped,
 	// up to a second later. One write seen by every replica proves all streams flow.
@@ -71,8 +76,11 @@ func steadyRun(e *env, r *run, c steadyCase, n int, topology string, rep int) {
 	// clients, the replicas and the proxy on the other CPUs as much as the master.
 	busy0 := steadyBusy(t)
 	wall0 := time.Now()
-	lines := runBenchmark(r, t.master, "-P", "16", "-d", strconv.Itoa(c.size),
-		"-t", "set,lpush,incr", "-n", strconv.Itoa(n), "-r", "100000")
+	var lines []benchLine
+	r.asClient(func() {
+		lines = runBenchmark(r, t.master, "-c", strconv.Itoa(e.cfg.clients), "-P", "16", "-d", strconv.Itoa(c.size),
+			"-t", "set,lpush,incr", "-n", strconv.Itoa(n), "-r", "100000")
+	})
 	wall := time.Since(wall0).Seconds()
 	busy1 := steadyBusy(t)
 	lagBytes, lag := steadyCatchUp(r, t, time.Now())
