@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/psync-proxy/psync-proxy/bench/redistest"
@@ -22,7 +23,8 @@ import (
 // env is one bench invocation: the built proxy binary, the results so far, progress output.
 type env struct {
 	cfg      config
-	machine  string // cores, memory, Redis and Go versions, for the report
+	machine  string // cores, memory, Redis and Go versions, CPU pinning, for the report
+	pin      pinPlan
 	proxyBin string
 	tmp      string
 	start    time.Time
@@ -65,7 +67,11 @@ func newEnv(cfg config) (*env, error) {
 		os.RemoveAll(tmp)
 		return nil, fmt.Errorf("build psync-proxy (run from the repository root): %v\n%s", err, out)
 	}
-	e.machine = describeMachine()
+	if e.pin, err = planPinning(cfg.pin); err != nil {
+		os.RemoveAll(tmp)
+		return nil, err
+	}
+	e.machine = describeMachine() + "; " + e.pin.desc
 	go e.progress()
 	return e, nil
 }
@@ -141,6 +147,9 @@ func (e *env) median(scenario, kase, topology, metric string) (float64, bool) {
 func (e *env) runScenario(s scenario) (err error) {
 	e.step("%s: starting", s.name)
 	defer func() { e.step("%s: done", s.name) }()
+	if err := e.pinHarness(s); err != nil {
+		return err
+	}
 	return s.run(e)
 }
 
@@ -237,11 +246,16 @@ func (t *topo) upstream() string {
 // proxyArgs), and n replicas of the upstream, and waits until all are online.
 func startTopo(r *run, topology string, n int, masterArgs, proxyArgs []string) *topo {
 	t := &topo{master: redistest.Start(r, masterArgs...)}
+	r.pinMaster(t.master)
 	if topology == "proxy" {
 		t.proxy = startProxyProc(r, t.master.Addr(), proxyArgs...)
+		r.checkPinned("psync-proxy", t.proxy.cmd.Process.Pid, r.e.pin.others)
 	}
 	for i := 0; i < n; i++ {
 		t.addReplica(r)
+	}
+	for _, rep := range t.replicas {
+		r.checkPinned("replica "+rep.Addr(), rep.PID(), r.e.pin.others)
 	}
 	for _, rep := range t.replicas {
 		redistest.WaitOnline(r, rep, 2*time.Minute)
@@ -382,6 +396,15 @@ func procCPUSeconds(pid int) float64 {
 	ut, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return (ut + st) / 100 // USER_HZ is 100 on Linux
+}
+
+// childrenCPUSeconds is the user+system CPU time of this process's reaped children.
+func childrenCPUSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 // benchLine is one test of redis-benchmark --csv output.

@@ -50,7 +50,10 @@ func runLatency(e *env) error {
 
 		e.step("latency: %s #%d: heavy, %v of probes under redis-benchmark", topology, rep+1, dur)
 		// One key (no -r) so the dataset stays small; -n large enough to outlast the probes.
-		stop := redistest.BenchmarkAsync(r, t.master, "-P", "16", "-t", "set", "-d", "100", "-n", "1000000000")
+		var stop func()
+		r.asClient(func() {
+			stop = redistest.BenchmarkAsync(r, t.master, "-P", "16", "-t", "set", "-d", "100", "-n", "1000000000")
+		})
 		time.Sleep(time.Second) // let the load ramp up before the first probe
 		off0, t0 := latencyOffset(r, t.master), time.Now()
 		lat := latencyProbe(r, t.master, t.replicas[0], dur)

@@ -29,6 +29,8 @@ func benchMain() int {
 	flag.BoolVar(&cfg.quick, "quick", false, "small sizes and short outages, for a smoke run")
 	flag.StringVar(&cfg.outages, "outages", "5,30,120", "outage lengths in `seconds` for the outage scenario")
 	flag.BoolVar(&cfg.verbose, "v", false, "log every step to stderr")
+	flag.IntVar(&cfg.clients, "clients", 50, "steady: redis-benchmark connections (-c)")
+	flag.StringVar(&cfg.pin, "pin", pinMasterClient, "CPU placement (see pin.go): "+pinMasterClient+" (the master and redis-benchmark on the first CPU, everything else on the others), "+pinMaster+" (the master alone on the first CPU) or "+pinOff)
 	flag.Parse()
 
 	e, err := newEnv(cfg)
@@ -68,23 +70,26 @@ type config struct {
 	quick     bool
 	outages   string
 	verbose   bool
+	pin       string // pinMasterClient, pinMaster or pinOff
+	clients   int    // steady: redis-benchmark -c
 }
 
 // scenario is one measurement. run records results through e.record for both topologies.
 type scenario struct {
-	name string
-	doc  string // one line for the report
-	run  func(e *env) error
+	name   string
+	doc    string // one line for the report
+	run    func(e *env) error
+	master bool // runs a master redis-server, which -pin gives a CPU of its own
 }
 
 // scenarios lists every scenario in report order. Each lives in its own file.
 func scenarios() []scenario {
 	return []scenario{
-		{"steady", "redis-benchmark SET/LPUSH/INCR on the master with 2 and 8 replicas", runSteady},
-		{"latency", "end-to-end replication latency: PUBLISH on the master, received on a replica", runLatency},
-		{"outage", "a replica down for T seconds under a steady write rate, then back", runOutage},
-		{"storm", "8 replicas needing a full sync at once", runStorm},
-		{"forward", "forwarding ceiling: a synthetic upstream (paced to stay within 64 MiB of the slowest sink, as TCP flow control paces the relay) through the proxy to N sinks, versus an io.Copy relay", runForward},
+		{"steady", "redis-benchmark SET/LPUSH/INCR on the master with 2 and 8 replicas", runSteady, true},
+		{"latency", "end-to-end replication latency: PUBLISH on the master, received on a replica", runLatency, true},
+		{"outage", "a replica down for T seconds under a steady write rate, then back", runOutage, true},
+		{"storm", "8 replicas needing a full sync at once", runStorm, true},
+		{"forward", "forwarding ceiling: a synthetic upstream (paced to stay within 64 MiB of the slowest sink, as TCP flow control paces the relay) through the proxy to N sinks, versus an io.Copy relay", runForward, false},
 	}
 }
 

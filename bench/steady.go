@@ -51,7 +51,12 @@ func runSteady(e *env) error {
 // steadyRun is one topology's measurement of one case. It records nothing unless every
 // replica ends with the master's digest, so a broken relay cannot report good figures.
 func steadyRun(e *env, r *run, c steadyCase, n int, topology string, rep int) {
-	t := startTopo(r, topology, c.replicas, nil, []string{"--backlog-size", "512mb"})
+	// Neither topology drops a lagging replica: the master keeps any replication output
+	// buffer (the whole run's stream is under 1 GB) and the proxy a backlog larger than the
+	// stream. A replica dropped and fully synced again would stop costing its upstream anything
+	// for a while and flatter that run's throughput.
+	t := startTopo(r, topology, c.replicas, []string{"--client-output-buffer-limit", "replica 0 0 0"},
+		[]string{"--backlog-size", "2gb"})
 	// A replica reports its link up before the master streams to it: after a diskless sync,
 	// Redis 7 starts the stream on the replica's first REPLCONF ACK once the fork is reaped,
 	// up to a second later. One write seen by every replica proves all streams flow.
@@ -66,8 +71,18 @@ func steadyRun(e *env, r *run, c steadyCase, n int, topology string, rep int) {
 		out0 = steadyProxyStat(r, t.proxy, "total_net_repl_output_bytes")
 	}
 
-	lines := runBenchmark(r, t.master, "-P", "16", "-d", strconv.Itoa(c.size),
-		"-t", "set,lpush,incr", "-n", strconv.Itoa(n), "-r", "100000")
+	// Who was busy while redis-benchmark ran, in % of one CPU: a master below 100 % was not
+	// the bottleneck (with -pin it has a CPU to itself), so the ops/s then measure the
+	// clients, the replicas and the proxy on the other CPUs as much as the master.
+	busy0 := steadyBusy(t)
+	wall0 := time.Now()
+	var lines []benchLine
+	r.asClient(func() {
+		lines = runBenchmark(r, t.master, "-c", strconv.Itoa(e.cfg.clients), "-P", "16", "-d", strconv.Itoa(c.size),
+			"-t", "set,lpush,incr", "-n", strconv.Itoa(n), "-r", "100000")
+	})
+	wall := time.Since(wall0).Seconds()
+	busy1 := steadyBusy(t)
 	lagBytes, lag := steadyCatchUp(r, t, time.Now())
 	// The master's CPU per operation shows what the fan-out costs it, whatever the other
 	// processes on this small machine take from the same cores.
@@ -98,6 +113,12 @@ func steadyRun(e *env, r *run, c steadyCase, n int, topology string, rep int) {
 		rec(kase, "max_ms", "ms", l.MaxMs)
 	}
 	rec(c.String(), "master_cpu_us_per_op", "µs", masterCPU*1e6/float64(len(lines)*n))
+	rec(c.String(), "master_busy_pct", "%", 100*(busy1.master-busy0.master)/wall)
+	rec(c.String(), "benchmark_busy_pct", "%", 100*(busy1.client-busy0.client)/wall)
+	rec(c.String(), "replicas_busy_pct", "%", 100*(busy1.replicas-busy0.replicas)/wall)
+	if t.proxy != nil {
+		rec(c.String(), "proxy_busy_pct", "%", 100*(busy1.proxy-busy0.proxy)/wall)
+	}
 	rec(c.String(), "lag_bytes", "B", float64(lagBytes))
 	rec(c.String(), "lag_ms", "ms", float64(lag.Microseconds())/1000)
 	// A replica dropped for lagging (output buffer limit direct, backlog via the proxy) would
@@ -106,6 +127,23 @@ func steadyRun(e *env, r *run, c steadyCase, n int, topology string, rep int) {
 	if t.proxy != nil {
 		rec(c.String(), "proxy_cpu_s_per_gb", "s/GB", cpuPerGB)
 	}
+}
+
+// steadyCPU is CPU seconds used so far by each party of a steady run.
+type steadyCPU struct{ master, client, replicas, proxy float64 }
+
+// steadyBusy reads the CPU time of the master, the replicas and the proxy from /proc, and
+// that of this process's reaped children: between two readings around runBenchmark, the
+// only child reaped is redis-benchmark.
+func steadyBusy(t *topo) steadyCPU {
+	c := steadyCPU{master: procCPUSeconds(t.master.PID()), client: childrenCPUSeconds()}
+	for _, rep := range t.replicas {
+		c.replicas += procCPUSeconds(rep.PID())
+	}
+	if t.proxy != nil {
+		c.proxy = t.proxy.cpuSeconds()
+	}
+	return c
 }
 
 // steadyCatchUp reads the master's offset as the benchmark returns, then polls the replicas

@@ -46,6 +46,7 @@ func stormRun(e *env, r *run, kase string, keys int, topology string, rep int) {
 	// best case: diskless (Redis's default) and set to start as soon as all 8 replicas wait,
 	// so one fork serves them all and no idle delay dilutes its latency or sync time.
 	master := redistest.Start(r, "--repl-diskless-sync-delay", "0")
+	r.pinMaster(master)
 	e.step("storm: %s, repetition %d of %d: loading %d keys", topology, rep+1, e.cfg.reps, keys)
 	stormLoad(r, master, keys)
 	var replicas []*redistest.Server
