@@ -1,0 +1,63 @@
+package backlog
+
+import (
+	"context"
+	"fmt"
+	"io"
+)
+
+// Backlog is the method set shared by Ring and Disk, so that the proxy can hold either
+// (--backlog-mode memory|disk). Append, NewCursor and Close differ in their results (a
+// Disk's can fail; its cursors are DiskCursors) and are left out: use NewStreamCursor, and
+// the concrete type for the rest.
+type Backlog interface {
+	AppendFrom(rd io.Reader) ([]byte, error)
+	ReadAt(p []byte, off int64) (int, error)
+	Wait(ctx context.Context, off int64) error
+	First() int64
+	End() int64
+	Bounds() (first, end int64)
+	Histlen() int64
+	Size() int64
+	Mem() int64
+	Resize(size int64)
+}
+
+// StreamCursor is the method set shared by Cursor and DiskCursor: what a replica's session
+// needs to stream the backlog, whichever kind holds it.
+type StreamCursor interface {
+	Read(ctx context.Context, p []byte) (int, error)
+	WriteTo(ctx context.Context, w io.Writer, limit int) (int64, error)
+	Wait(ctx context.Context) error
+	WaitAt(ctx context.Context, off int64) error
+	Skip(n int64) error
+	Offset() int64
+	End() int64
+}
+
+var (
+	_ Backlog      = (*Ring)(nil)
+	_ Backlog      = (*Disk)(nil)
+	_ StreamCursor = (*Cursor)(nil)
+	_ StreamCursor = (*DiskCursor)(nil)
+)
+
+// NewStreamCursor returns b.NewCursor(off) as a StreamCursor. On error the cursor is a nil
+// interface, never an interface holding a nil pointer.
+func NewStreamCursor(b Backlog, off int64) (StreamCursor, error) {
+	switch b := b.(type) {
+	case *Ring:
+		c, err := b.NewCursor(off)
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	case *Disk:
+		c, err := b.NewCursor(off)
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+	return nil, fmt.Errorf("backlog: NewStreamCursor: unknown backlog %T", b)
+}
