@@ -19,12 +19,21 @@
 // The ring never serves other bytes in place of evicted ones, and a reader is never moved
 // forward over bytes it did not receive: that is what makes a PSYNC +CONTINUE provable.
 //
+// # Disk
+//
+// Disk is the durable backlog: segment files under <dir>/backlog (format in FORMAT.md) behind
+// the same interface (Backlog, StreamCursor), with a Ring as its in-RAM tail so replicas that
+// keep up never touch the files. It fsyncs by policy (always, everysec, no), reports what is
+// durable with Synced, and recovers after a crash by cutting a torn tail at the last whole
+// record.
+//
 // # Concurrency
 //
 // One goroutine appends (the upstream link); any number of goroutines read, usually one
-// Cursor per downstream replica. The writer never waits for a reader longer than one reader's
-// copy of at most 64 KiB, because every copy into or out of the storage is done in chunks of
-// at most that size under a sync.RWMutex. First, End, Bounds and Histlen take no lock. Readers
-// waiting for new bytes are woken by a broadcast that costs nothing while nobody waits. The
-// package starts no goroutines.
+// cursor per downstream replica. The writer never waits for a reader: it fills storage past
+// End, which no reader looks at, and publishes it in a short critical section; readers copy
+// out at most 64 KiB per lock hold, or pin the blocks they write from (Cursor.WriteTo) and
+// hold no lock while the socket write runs. First, End, Bounds and Histlen take no lock.
+// Readers waiting for new bytes are woken by a broadcast that costs nothing while nobody
+// waits. A Ring starts no goroutines; a Disk owns one for everysec fsyncs, ended by Close.
 package backlog
