@@ -380,9 +380,18 @@ func (u *upstream) stream(conn *trackedConn, br *bufio.Reader, ring *backlog.Rin
 	}()
 
 	ack.publish(u.ackOffset(ring))
+	var src io.Reader = br
 	for {
+		if src == br && br.Buffered() == 0 {
+			// What the handshake left buffered is consumed; read the socket directly from
+			// now on where the platform allows (pollread_linux.go).
+			if r, release, ok := upstreamReader(conn, p.timeout()); ok {
+				defer release()
+				src = r
+			}
+		}
 		// The bytes are read straight into the backlog; chunk is the backlog's own copy.
-		chunk, err := ring.AppendFrom(br)
+		chunk, err := ring.AppendFrom(src)
 		if n := len(chunk); n > 0 {
 			p.fanOut(ring, ring.End()-int64(n)+1, chunk)
 			p.stats.netReplIn.Add(int64(n))
