@@ -56,8 +56,8 @@ type Proxy struct {
 	// resumeBlind is set when a recovery could not rebuild the scanner: the recovered end
 	// may be inside a command, so the upstream acknowledges the stored end instead.
 	resumeBlind bool
-	snap       *snapshot
-	changed    chan struct{} // closed and replaced whenever the state above changes
+	snap        *snapshot
+	changed     chan struct{} // closed and replaced whenever the state above changes
 	// Snapshot refresh state (see refresh.go), guarded by mu.
 	refreshWanted  bool      // a replica needs a snapshot the current one cannot give
 	refreshing     bool      // a refresh connection is fetching a snapshot
