@@ -137,3 +137,45 @@ func TestDiskBacklogKill9(t *testing.T) {
 	redistest.WaitInSync(t, syncTimeout, m, r)
 	checkResumed(t, m, r, partial)
 }
+
+// TestDiskBacklogNewEpochSurvivesRestart: a master restarted empty starts a new history, which
+// resets the disk backlog under the new ID; a proxy restart then resumes that history.
+func TestDiskBacklogNewEpochSurvivesRestart(t *testing.T) {
+	m := redistest.Start(t, "--repl-backlog-size", "64mb")
+	p := startProxy(t, m, proxy.Config{BacklogSize: 16 << 20, BacklogMode: proxy.BacklogDisk})
+	r := redistest.Start(t, p.replicaArgs()...)
+	redistest.WriteBytes(t, m, 1<<20)
+	redistest.WaitInSync(t, syncTimeout, m, r)
+
+	m.Stop(t)
+	m.Restart(t)
+	redistest.Eventually(t, syncTimeout, func() error {
+		if m.Info(t, "replication")["connected_slaves"] != "1" {
+			return errString("the proxy is not attached to the restarted master yet")
+		}
+		return nil
+	})
+	redistest.WriteBytes(t, m, 1<<20)
+	redistest.WaitInSync(t, syncTimeout, m, r)
+	newID := m.Info(t, "replication")["master_replid"]
+
+	p.stop()
+	redistest.WriteBytes(t, m, 256<<10)
+	full, partial := stat(t, m, "sync_full"), stat(t, m, "sync_partial_ok")
+	p.start(p.port)
+	p.waitLinkUp()
+	redistest.WriteBytes(t, m, 256<<10)
+	redistest.WaitInSync(t, syncTimeout, m, r)
+	if got := stat(t, m, "sync_full"); got != full {
+		t.Errorf("master sync_full = %d after the proxy restart, want %d", got, full)
+	}
+	if got := stat(t, m, "sync_partial_ok"); got != partial+1 {
+		t.Errorf("master sync_partial_ok = %d, want %d", got, partial+1)
+	}
+	if got := p.info("replication")["master_replid"]; got != newID {
+		t.Errorf("proxy replid %s after restart, master %s", got, newID)
+	}
+	if n := r.CountLog(t, "Full resync from master"); n != 2 {
+		t.Errorf("the replica full-synced %d times, want 2 (first sync, new master history)", n)
+	}
+}
