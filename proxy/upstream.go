@@ -362,7 +362,7 @@ func (u *upstream) stream(conn *trackedConn, br *bufio.Reader, ring backlog.Back
 	p.mu.Unlock()
 
 	ack := &acker{conn: conn}
-	if d, ok := ring.(*backlog.Disk); ok {
+	if d, ok := ring.(syncedBacklog); ok {
 		// Invariant 7: acknowledge only what the fsync policy has made durable.
 		ack.synced = d.Synced
 	}
@@ -403,8 +403,12 @@ func (u *upstream) stream(conn *trackedConn, br *bufio.Reader, ring backlog.Back
 			// link stays up: back off and retry, serving replicas from what is stored, while
 			// the ticker keeps acknowledging no more than Synced (nothing new is synced).
 			if storageErr == nil {
+				synced := ring.End()
+				if ack.synced != nil {
+					synced = ack.synced()
+				}
 				p.log.Errorf("The disk backlog cannot store the stream, retrying with backoff; the master is acknowledged only up to offset %d until it can: %v",
-					ring.(*backlog.Disk).Synced(), err)
+					synced, err)
 			}
 			storageErr = err
 			backoff = min(max(backoff*2, 100*time.Millisecond), 5*time.Second)
@@ -462,6 +466,9 @@ func (u *upstream) ackOffset(ring backlog.Backlog) int64 {
 	}
 	return u.scan.Boundary()
 }
+
+// syncedBacklog is a backlog that reports how far it is durable (*backlog.Disk).
+type syncedBacklog interface{ Synced() int64 }
 
 // acker serialises REPLCONF ACK writes from the read loop and the ticker.
 type acker struct {
