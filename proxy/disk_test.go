@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,6 +137,9 @@ func TestDiskBacklogKill9(t *testing.T) {
 	m.MustDo(t, "SET", "after", "crash")
 	redistest.WaitInSync(t, syncTimeout, m, r)
 	checkResumed(t, m, r, partial)
+	if b, _ := os.ReadFile(logPath); !strings.Contains(string(b), "Recovered the disk backlog") {
+		t.Errorf("the restarted proxy did not log its recovery")
+	}
 }
 
 // TestDiskBacklogNewEpochSurvivesRestart: a master restarted empty starts a new history, which
