@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/psync-proxy/psync-proxy/backlog"
 )
 
 // Config holds everything a Proxy needs. Zero fields take the defaults noted on each.
@@ -48,6 +50,16 @@ type Config struct {
 	MaxConcurrentFullSyncs int
 	// FullSyncRateLimit bounds the bytes per second of snapshot sent to each replica. 0: none.
 	FullSyncRateLimit int64
+	// BacklogMode is BacklogMemory (default: the backlog is a RAM ring, lost on restart) or
+	// BacklogDisk (segments under Dir/backlog, retained by BacklogSize, recovered on restart).
+	BacklogMode string
+	// BacklogFsync is the disk backlog's durability policy; the zero value is everysec.
+	BacklogFsync backlog.FsyncPolicy
+	// BacklogTTL, when positive, also drops disk segments older than this. 0: size only.
+	BacklogTTL time.Duration
+	// BacklogRAMTail is the disk backlog's in-memory tail, from which replicas that keep up
+	// are served. Default backlog.DefaultRAMTail (never more than BacklogSize).
+	BacklogRAMTail int64
 	// Logger receives the log. Default: a no-op logger.
 	Logger *zap.Logger
 }
@@ -57,6 +69,12 @@ const (
 	DefaultBacklogSize                = 256 << 20
 	DefaultReplTimeout                = 60 * time.Second
 	DefaultSnapshotRefreshMinInterval = 60 * time.Second
+)
+
+// Backlog modes.
+const (
+	BacklogMemory = "memory"
+	BacklogDisk   = "disk"
 )
 
 // SnapshotRefresh policies.
@@ -108,6 +126,19 @@ func (c *Config) applyDefaults() error {
 	}
 	if c.FullSyncRateLimit < 0 {
 		return fmt.Errorf("proxy: negative full-sync-rate-limit %d", c.FullSyncRateLimit)
+	}
+	switch c.BacklogMode {
+	case "":
+		c.BacklogMode = BacklogMemory
+	case BacklogMemory, BacklogDisk:
+	default:
+		return fmt.Errorf("proxy: backlog-mode must be %s or %s, not %q", BacklogMemory, BacklogDisk, c.BacklogMode)
+	}
+	if c.BacklogTTL < 0 {
+		return fmt.Errorf("proxy: negative backlog-ttl %v", c.BacklogTTL)
+	}
+	if c.BacklogRAMTail < 0 {
+		return fmt.Errorf("proxy: negative backlog-ram-tail %d", c.BacklogRAMTail)
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()

@@ -19,8 +19,8 @@ import (
 // fastPath is a streaming replica's state shared with the upstream goroutine.
 type fastPath struct {
 	mu   sync.Mutex
-	idle bool            // the session waits for bytes beyond cur; the upstream may write for it
-	cur  *backlog.Cursor // the replica's cursor; moved under mu by whoever writes
+	idle bool                 // the session waits for bytes beyond cur; the upstream may write for it
+	cur  backlog.StreamCursor // the replica's cursor; moved under mu by whoever writes
 	raw  syscall.RawConn
 }
 
@@ -48,7 +48,7 @@ func (p *Proxy) removeFastLocked(r *replica) {
 // fanOut writes b, the bytes just appended to ring from offset start, to every replica idle at
 // start. It never waits: a replica whose lock is busy, or whose socket takes nothing, is left
 // to its session.
-func (p *Proxy) fanOut(ring *backlog.Ring, start int64, b []byte) {
+func (p *Proxy) fanOut(ring backlog.Backlog, start int64, b []byte) {
 	list := p.fast.Load()
 	if list == nil {
 		return
@@ -58,7 +58,7 @@ func (p *Proxy) fanOut(ring *backlog.Ring, start int64, b []byte) {
 		if !f.mu.TryLock() {
 			continue
 		}
-		if f.idle && f.cur != nil && f.cur.On(ring) && f.cur.Offset() == start {
+		if f.idle && f.cur != nil && cursorOn(f.cur, ring) && f.cur.Offset() == start {
 			if n := tryWrite(f.raw, b); n > 0 && f.cur.Skip(int64(n)) == nil {
 				p.stats.netReplOut.Add(int64(n))
 			}

@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"net"
+	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -52,6 +53,10 @@ func startProxyAddr(t *testing.T, cfg proxy.Config) *testProxy {
 	t.Helper()
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
+	}
+	if cfg.BacklogMode == "" {
+		// PSYNC_PROXY_TEST_BACKLOG_MODE=disk runs the whole suite against the disk backlog.
+		cfg.BacklogMode = os.Getenv("PSYNC_PROXY_TEST_BACKLOG_MODE")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Named("proxy")

@@ -25,8 +25,12 @@ func (p *Proxy) cmdInfo(conn redcon.Conn, args [][]byte) {
 	}
 	all := len(want) == 0 || want["all"] || want["everything"] || want["default"]
 	var b strings.Builder
-	for _, s := range [...]string{"server", "clients", "replication", "snapshot", "stats"} {
+	for _, s := range [...]string{"server", "clients", "replication", "backlog", "snapshot", "stats"} {
 		if !all && !want[s] {
+			continue
+		}
+		// Memory mode's default INFO stays as it was; INFO backlog shows the section anyway.
+		if s == "backlog" && !want[s] && p.cfg.BacklogMode != BacklogDisk {
 			continue
 		}
 		if b.Len() > 0 {
@@ -39,6 +43,8 @@ func (p *Proxy) cmdInfo(conn redcon.Conn, args [][]byte) {
 			p.infoClients(&b)
 		case "replication":
 			p.infoReplication(&b)
+		case "backlog":
+			p.infoBacklog(&b)
 		case "snapshot":
 			p.infoSnapshot(&b)
 		case "stats":
@@ -353,4 +359,36 @@ func (p *Proxy) cmdConfig(conn redcon.Conn, args [][]byte) {
 	default:
 		conn.WriteError("ERR unknown subcommand '" + truncate(string(args[0]), 64) + "'. Try CONFIG GET, SET, RESETSTAT.")
 	}
+}
+
+// infoBacklog describes the backlog's storage: its mode and, in disk mode, the files, the
+// oldest offset kept and the last storage (write or fsync) error, "" when none.
+func (p *Proxy) infoBacklog(b *strings.Builder) {
+	p.mu.Lock()
+	d, active := p.disk, p.ring != nil
+	p.mu.Unlock()
+	b.WriteString("# Backlog\r\n")
+	field(b, "backlog_mode", p.cfg.BacklogMode)
+	if p.cfg.BacklogMode != BacklogDisk {
+		return
+	}
+	field(b, "backlog_fsync", p.cfg.BacklogFsync.String())
+	var bytes, oldest, synced int64 = 0, -1, -1
+	segs := 0
+	lastErr := ""
+	if d != nil && active {
+		first, end := d.Bounds()
+		bytes, oldest, synced, segs = max(end-first+1, 0), first, d.Synced(), d.Segments()
+	}
+	if d != nil {
+		if err := d.Err(); err != nil {
+			lastErr = strings.ReplaceAll(err.Error(), "\r\n", " ")
+		}
+	}
+	field(b, "backlog_disk_bytes", bytes)
+	field(b, "backlog_segments", segs)
+	field(b, "backlog_oldest_offset", oldest)
+	field(b, "backlog_synced_offset", synced)
+	field(b, "backlog_ram_tail", p.cfg.BacklogRAMTail)
+	field(b, "backlog_last_fsync_error", lastErr)
 }

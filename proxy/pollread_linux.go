@@ -39,7 +39,7 @@ func upstreamReader(conn *trackedConn, timeout time.Duration) (io.Reader, func()
 
 // pollReader reads a non-blocking socket, waiting in ppoll(2) on the caller's thread. It wakes
 // at least every pollEvery to notice a closed connection (RawConn.Read then fails) and to
-// enforce timeout, the longest silence allowed (Redis's repl-timeout).
+// enforce timeout, the longest silence allowed (Redis's repl-timeout; 0: none).
 type pollReader struct {
 	raw     syscall.RawConn
 	timeout time.Duration
@@ -83,7 +83,7 @@ func (r *pollReader) Read(p []byte) (int, error) {
 		if rerr != nil {
 			return 0, rerr
 		}
-		if time.Since(r.last) > r.timeout {
+		if r.timeout > 0 && time.Since(r.last) > r.timeout {
 			return 0, &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
 		}
 	}

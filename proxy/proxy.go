@@ -42,9 +42,22 @@ type Proxy struct {
 	// sessions read it to decide PSYNC. ring and snap change together (one epoch).
 	replid, replid2 string
 	secondOff       int64
-	ring            *backlog.Ring // nil until the first snapshot or full sync
-	snap            *snapshot
-	changed         chan struct{} // closed and replaced whenever the state above changes
+	// ring is the backlog of the current history: a *backlog.Ring in memory mode, the
+	// *backlog.Disk in disk mode. nil until the first snapshot or full sync.
+	ring backlog.Backlog
+	// disk is the disk backlog in disk mode (nil in memory mode, or after a failed Reset
+	// until the next epoch reopens it); it exists before any history, so ring is either nil
+	// or disk itself.
+	disk  *backlog.Disk
+	epoch uint64 // the disk backlog's epoch (State.Epoch) of the current history
+	// resumeScan, when set by a disk recovery, follows command boundaries from the
+	// recovered end; the upstream goroutine takes it over.
+	resumeScan *resp.Scanner
+	// resumeBlind is set when a recovery could not rebuild the scanner: the recovered end
+	// may be inside a command, so the upstream acknowledges the stored end instead.
+	resumeBlind bool
+	snap        *snapshot
+	changed     chan struct{} // closed and replaced whenever the state above changes
 	// Snapshot refresh state (see refresh.go), guarded by mu.
 	refreshWanted  bool      // a replica needs a snapshot the current one cannot give
 	refreshing     bool      // a refresh connection is fetching a snapshot
@@ -121,6 +134,12 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		p.log.Warnf("Ignoring the snapshot in %s: %v", cfg.Dir, err)
 	}
+	if cfg.BacklogMode == BacklogDisk {
+		if err := p.openDisk(snap); err != nil {
+			return nil, err
+		}
+		return p, nil
+	}
 	if snap != nil {
 		p.replid, p.snap = snap.Replid, snap
 		p.ring = backlog.NewRing(cfg.BacklogSize, snap.Offset+1)
@@ -181,8 +200,14 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	p.wg.Wait()
 	p.mu.Lock()
-	if p.ring != nil {
-		p.ring.Close()
+	if r, ok := p.ring.(*backlog.Ring); ok {
+		r.Close()
+	}
+	if p.disk != nil {
+		// Close syncs the active segment whatever the policy, so a clean stop loses nothing.
+		if err := p.disk.Close(); err != nil {
+			p.log.Errorf("Closing the disk backlog: %v", err)
+		}
 	}
 	p.mu.Unlock()
 	p.log.Info("psync-proxy is now ready to exit, bye bye...")
@@ -207,9 +232,15 @@ func (p *Proxy) kickReplicasLocked() {
 
 // installEpoch makes a freshly received snapshot current: a new history starts at off+1 under
 // replid, the old backlog is dropped and every replica is disconnected. If the snapshot
-// cannot be put in place, nothing changes.
-func (p *Proxy) installEpoch(replid string, off int64, snap *snapshot) (*backlog.Ring, error) {
-	ring := backlog.NewRing(p.backlogSize.Load(), off+1)
+// cannot be put in place, nothing changes. In disk mode the disk backlog is Reset to the new
+// history after the snapshot is in place, so that a restart finds either the old snapshot
+// with the old history or the new snapshot; if the Reset fails, the proxy forgets the history
+// (its next PSYNC is a full one) rather than relay a stream it cannot keep.
+func (p *Proxy) installEpoch(replid string, off int64, snap *snapshot) (backlog.Backlog, error) {
+	var ring *backlog.Ring
+	if p.cfg.BacklogMode != BacklogDisk {
+		ring = backlog.NewRing(p.backlogSize.Load(), off+1)
+	}
 	p.mu.Lock()
 	if err := p.installSnapshotLocked(snap); err != nil {
 		p.mu.Unlock()
@@ -217,14 +248,28 @@ func (p *Proxy) installEpoch(replid string, off int64, snap *snapshot) (*backlog
 	}
 	old := p.ring
 	p.replid, p.replid2, p.secondOff = replid, zeroReplid, -1
-	p.ring = ring
+	// cur stays a nil interface unless a backlog is set: never an interface holding nil.
+	var cur backlog.Backlog
+	var err error
+	if ring != nil {
+		cur = ring
+	} else if d, derr := p.resetDiskLocked(off + 1); derr == nil {
+		cur = d
+	} else {
+		err = derr
+		p.replid = ""
+	}
+	p.ring = cur
 	p.kickReplicasLocked()
 	p.notifyLocked()
 	p.mu.Unlock()
-	if old != nil {
-		old.Close()
+	if r, ok := old.(*backlog.Ring); ok {
+		r.Close()
 	}
-	return ring, nil
+	if err != nil {
+		return nil, err
+	}
+	return cur, nil
 }
 
 // installSnapshotLocked puts snap in place of the current snapshot, on disk and in p.snap.
@@ -252,6 +297,7 @@ func (p *Proxy) shiftReplid(newID string) {
 	p.replid = newID
 	p.log.Infof("Setting secondary replication ID to %s, valid up to offset: %d. New replication ID is %s",
 		p.replid2, p.secondOff, p.replid)
+	p.saveStateLocked()
 	p.kickReplicasLocked()
 	p.notifyLocked()
 }
@@ -264,6 +310,27 @@ func (p *Proxy) setResizedBacklog(size int64) {
 	if ring != nil {
 		ring.Resize(size)
 	}
+}
+
+// closeCursor lets a session's cursor go: a DiskCursor holds a segment file open until then.
+func closeCursor(c backlog.StreamCursor) {
+	if dc, ok := c.(*backlog.DiskCursor); ok {
+		dc.Close()
+	}
+}
+
+// cursorOn reports whether c reads b, so that nothing is written for a cursor of an older
+// backlog (a new history replaced it).
+func cursorOn(c backlog.StreamCursor, b backlog.Backlog) bool {
+	switch c := c.(type) {
+	case *backlog.Cursor:
+		r, ok := b.(*backlog.Ring)
+		return ok && c.On(r)
+	case *backlog.DiskCursor:
+		d, ok := b.(*backlog.Disk)
+		return ok && c.On(d)
+	}
+	return false
 }
 
 func (p *Proxy) timeout() time.Duration { return time.Duration(p.replTimeout.Load()) }

@@ -170,7 +170,7 @@ func (p *Proxy) readReplica(r *replica, dc redcon.DetachedConn) {
 // syncPlan is the answer to one PSYNC: a partial resync from cur, or a full one from snap.
 type syncPlan struct {
 	replid   string
-	cur      *backlog.Cursor
+	cur      backlog.StreamCursor // closed by syncReplica when the session ends
 	snap     *snapshot
 	transfer *transfer // a snapshot still arriving, served as it comes (with file)
 	file     *os.File  // open snapshot for a full sync
@@ -202,6 +202,9 @@ func (p *Proxy) syncReplica(ctx context.Context, r *replica, req syncRequest) er
 				return err
 			}
 		}
+	}
+	if plan.cur != nil {
+		defer closeCursor(plan.cur)
 	}
 	if plan.file != nil {
 		defer plan.file.Close()
@@ -306,7 +309,7 @@ func (p *Proxy) planSync(r *replica, req syncRequest, triedPartial *bool, turn *
 	if ok, wait := turn.ready(); !ok {
 		return nil, wait
 	}
-	cur, err := p.ring.NewCursor(p.snap.Offset + 1)
+	cur, err := backlog.NewStreamCursor(p.ring, p.snap.Offset+1)
 	if err != nil {
 		// The backlog has moved past the byte after the snapshot: the pair cannot make a
 		// consistent full sync. Never send it; fetch a new snapshot instead.
@@ -325,7 +328,7 @@ func (p *Proxy) planSync(r *replica, req syncRequest, triedPartial *bool, turn *
 
 // tryPartialLocked is Redis's acceptance test: the ID is ours, or our previous one and the
 // offset is within its history; and every byte from the offset on is in the backlog.
-func (p *Proxy) tryPartialLocked(r *replica, req syncRequest) (*backlog.Cursor, bool) {
+func (p *Proxy) tryPartialLocked(r *replica, req syncRequest) (backlog.StreamCursor, bool) {
 	if !strings.EqualFold(req.replid, p.replid) &&
 		(!strings.EqualFold(req.replid, p.replid2) || req.offset > p.secondOff) {
 		if strings.EqualFold(req.replid, p.replid2) {
@@ -337,7 +340,7 @@ func (p *Proxy) tryPartialLocked(r *replica, req syncRequest) (*backlog.Cursor, 
 		}
 		return nil, false
 	}
-	cur, err := p.ring.NewCursor(req.offset)
+	cur, err := backlog.NewStreamCursor(p.ring, req.offset)
 	if err != nil {
 		first, end := p.ring.Bounds()
 		p.log.Infof("Unable to partial resync with replica %s for lack of backlog (Replica request was: %d, backlog holds %d to %d).",
@@ -436,7 +439,7 @@ func (p *Proxy) goOnline(r *replica, req syncRequest) {
 // waits for more, the upstream goroutine may write new bytes for it (fanout.go); both move
 // the cursor under r.fast.mu. A replica that falls behind the backlog's first byte is
 // disconnected, never moved forward.
-func (p *Proxy) stream(ctx context.Context, r *replica, cur *backlog.Cursor) error {
+func (p *Proxy) stream(ctx context.Context, r *replica, cur backlog.StreamCursor) error {
 	const streamWrite = 1 << 20
 	f := &r.fast
 	if sc, ok := r.conn.Conn.(syscall.Conn); ok {
@@ -479,7 +482,7 @@ func (p *Proxy) stream(ctx context.Context, r *replica, cur *backlog.Cursor) err
 	}
 }
 
-func (p *Proxy) streamErr(cur *backlog.Cursor, err error) error {
+func (p *Proxy) streamErr(cur backlog.StreamCursor, err error) error {
 	if errors.Is(err, backlog.ErrTrimmed) {
 		return fmt.Errorf("it fell behind the backlog at offset %d; it will need a new sync", cur.Offset())
 	}

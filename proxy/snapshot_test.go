@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"bufio"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -103,7 +104,12 @@ func TestSnapshotRefreshOnDemand(t *testing.T) {
 	replid := p.info("replication")["master_replid"]
 	oldOffset := p.info("snapshot")["snapshot_offset"]
 
-	redistest.WriteBytes(t, m, 16<<20) // eight times the proxy's backlog
+	// Eight times the proxy's backlog, in steps the online replica keeps up with: were it to
+	// fall behind the 2 MB backlog it would need a full sync itself, and ask for a refresh.
+	for range 16 {
+		redistest.WriteBytes(t, m, 1<<20)
+		waitCaughtUp(t, m, r1)
+	}
 	redistest.WaitInSync(t, syncTimeout, m, r1)
 	if st := p.info("snapshot")["snapshot_refreshes"]; st != "0" {
 		t.Fatalf("on-demand policy refreshed without a replica asking: snapshot_refreshes=%s", st)
@@ -487,4 +493,17 @@ func TestPassThroughCut(t *testing.T) {
 			t.Errorf("the replica loaded a cut snapshot: its log has %q", bad)
 		}
 	}
+}
+
+// waitCaughtUp waits until replica's offset reaches the master's (no digest: cheap to poll).
+func waitCaughtUp(t *testing.T, m, replica *redistest.Server) {
+	t.Helper()
+	want, _ := strconv.ParseInt(m.Info(t, "replication")["master_repl_offset"], 10, 64)
+	redistest.Eventually(t, syncTimeout, func() error {
+		got, _ := strconv.ParseInt(replica.Info(t, "replication")["slave_repl_offset"], 10, 64)
+		if got < want {
+			return fmt.Errorf("replica at %d, master at %d", got, want)
+		}
+		return nil
+	})
 }

@@ -126,10 +126,10 @@ func (p *Proxy) passThrough(ctx context.Context, r *replica, req syncRequest, pl
 		return nil
 	}
 	p.mu.Lock()
-	var cur *backlog.Cursor
+	var cur backlog.StreamCursor
 	err = errors.New("the replication history changed")
 	if strings.EqualFold(p.replid, t.replid) && p.ring != nil {
-		cur, err = p.ring.NewCursor(t.off + 1)
+		cur, err = backlog.NewStreamCursor(p.ring, t.off+1)
 	}
 	if err == nil {
 		r.answered = true
@@ -138,6 +138,7 @@ func (p *Proxy) passThrough(ctx context.Context, r *replica, req syncRequest, pl
 	if err != nil {
 		return fmt.Errorf("cannot stream after the snapshot: %w", err)
 	}
+	defer closeCursor(cur)
 	p.log.Infof("Synchronization with replica %s succeeded", r.addr)
 	p.goOnline(r, req)
 	return p.stream(ctx, r, cur)

@@ -190,10 +190,19 @@ func (u *upstream) reply(br *bufio.Reader) (tresp.Value, error) {
 
 // psync asks for the stream after what the proxy holds and handles the answer: a full resync
 // receives the RDB into a new snapshot and starts a new epoch. It returns the ring to append to.
-func (u *upstream) psync(conn *trackedConn, br *bufio.Reader) (*backlog.Ring, error) {
+func (u *upstream) psync(conn *trackedConn, br *bufio.Reader) (backlog.Backlog, error) {
 	p := u.p
 	p.mu.Lock()
 	replid, ring, full := p.replid, p.ring, p.replid == ""
+	if rs := p.resumeScan; rs != nil && u.scan == nil {
+		// A disk recovery rebuilt the scanner up to the recovered end (see rescan).
+		u.scan, u.scanErr = rs, nil
+	} else if p.resumeBlind && u.scan == nil {
+		u.scan = resp.NewScanner(ring.End()+1, streamLimits())
+		u.scanErr = errors.New("command boundaries unknown after a disk recovery")
+		p.log.Warnf("Cannot follow command boundaries after the disk recovery (the snapshot is older than the backlog); ACKs report bytes stored until the next full sync")
+	}
+	p.resumeScan, p.resumeBlind = nil, false
 	p.mu.Unlock()
 	if full {
 		replid = "?"
@@ -250,7 +259,7 @@ func (u *upstream) psync(conn *trackedConn, br *bufio.Reader) (*backlog.Ring, er
 
 // fullSync receives the RDB that follows +FULLRESYNC into a new snapshot. Only when it is whole
 // and on disk does the new epoch replace the old one, so replicas keep being served until then.
-func (u *upstream) fullSync(conn *trackedConn, br *bufio.Reader, replid string, off int64) (*backlog.Ring, error) {
+func (u *upstream) fullSync(conn *trackedConn, br *bufio.Reader, replid string, off int64) (backlog.Backlog, error) {
 	p := u.p
 	p.mu.Lock()
 	p.link.state = "sync"
@@ -346,13 +355,17 @@ func (w progressWriter) Write(b []byte) (int, error) {
 
 // stream appends the master's bytes to the ring until the link fails, answers REPLCONF GETACK,
 // and sends REPLCONF ACK every second from its own goroutine.
-func (u *upstream) stream(conn *trackedConn, br *bufio.Reader, ring *backlog.Ring) error {
+func (u *upstream) stream(conn *trackedConn, br *bufio.Reader, ring backlog.Backlog) error {
 	p := u.p
 	p.mu.Lock()
 	p.link.state = "connected"
 	p.mu.Unlock()
 
 	ack := &acker{conn: conn}
+	if d, ok := ring.(syncedBacklog); ok {
+		// Invariant 7: acknowledge only what the fsync policy has made durable.
+		ack.synced = d.Synced
+	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -381,6 +394,8 @@ func (u *upstream) stream(conn *trackedConn, br *bufio.Reader, ring *backlog.Rin
 
 	ack.publish(u.ackOffset(ring))
 	var src io.Reader = br
+	var storageErr error // set while the disk backlog cannot store; logged once
+	backoff := time.Duration(0)
 	for {
 		if src == br && br.Buffered() == 0 {
 			// What the handshake left buffered is consumed; read the socket directly from
@@ -392,6 +407,33 @@ func (u *upstream) stream(conn *trackedConn, br *bufio.Reader, ring *backlog.Rin
 		}
 		// The bytes are read straight into the backlog; chunk is the backlog's own copy.
 		chunk, err := ring.AppendFrom(src)
+		if errors.Is(err, backlog.ErrStorage) {
+			// The Disk kept the bytes it read and stores them first on the next call, so the
+			// link stays up: back off and retry, serving replicas from what is stored, while
+			// the ticker keeps acknowledging no more than Synced (nothing new is synced).
+			if storageErr == nil {
+				synced := ring.End()
+				if ack.synced != nil {
+					synced = ack.synced()
+				}
+				p.log.Errorf("The disk backlog cannot store the stream, retrying with backoff; the master is acknowledged only up to offset %d until it can: %v",
+					synced, err)
+			}
+			storageErr = err
+			backoff = min(max(backoff*2, 100*time.Millisecond), 5*time.Second)
+			t := time.NewTimer(backoff)
+			select {
+			case <-p.ctx.Done():
+				t.Stop()
+				return errors.New("shutting down while the disk backlog could not store")
+			case <-t.C:
+			}
+			continue
+		}
+		if storageErr != nil {
+			p.log.Infof("The disk backlog stores the stream again (after: %v)", storageErr)
+			storageErr, backoff = nil, 0
+		}
 		if n := len(chunk); n > 0 {
 			p.fanOut(ring, ring.End()-int64(n)+1, chunk)
 			p.stats.netReplIn.Add(int64(n))
@@ -427,18 +469,24 @@ func (u *upstream) stream(conn *trackedConn, br *bufio.Reader, ring *backlog.Rin
 }
 
 // ackOffset is what the proxy acknowledges: the end of the last whole command it has stored.
-func (u *upstream) ackOffset(ring *backlog.Ring) int64 {
+func (u *upstream) ackOffset(ring backlog.Backlog) int64 {
 	if u.scanErr != nil || u.scan == nil {
 		return ring.End()
 	}
 	return u.scan.Boundary()
 }
 
+// syncedBacklog is a backlog that reports how far it is durable (*backlog.Disk).
+type syncedBacklog interface{ Synced() int64 }
+
 // acker serialises REPLCONF ACK writes from the read loop and the ticker.
 type acker struct {
 	conn net.Conn
 	mu   sync.Mutex
 	last int64 // offset to report on the next tick, guarded by mu
+	// synced, in disk mode, bounds every ACK: the Disk's Synced, read at send time because
+	// it advances (everysec) without the read loop publishing anything.
+	synced func() int64
 }
 
 func (a *acker) publish(off int64) {
@@ -454,6 +502,9 @@ func (a *acker) offset() int64 {
 }
 
 func (a *acker) send(off int64) error {
+	if a.synced != nil {
+		off = min(off, a.synced())
+	}
 	b := appendCommand(nil, "REPLCONF", "ACK", strconv.FormatInt(off, 10))
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/psync-proxy/psync-proxy/backlog"
 	"github.com/psync-proxy/psync-proxy/proxy"
 )
 
@@ -35,6 +36,9 @@ type options struct {
 	refreshMinInterval              int
 	maxFullSyncs                    int
 	fullSyncRate                    string
+	backlogMode, backlogFsync       string
+	backlogTTL                      int
+	backlogRAMTail                  string
 	logLevel, logFormat             string
 	version                         bool
 }
@@ -51,8 +55,12 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	}
 	fs.StringVar(&o.master, "master", "", "the master to replicate, `host:port` (required)")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:6380", "`address` replicas connect to (loopback by default, like Redis's protected mode)")
-	fs.StringVar(&o.dir, "dir", "./psync-proxy-data", "`directory` for the snapshot (snapshot.rdb, snapshot.json)")
+	fs.StringVar(&o.dir, "dir", "./psync-proxy-data", "`directory` for the snapshot (snapshot.rdb, snapshot.json) and the disk backlog (backlog/)")
 	fs.StringVar(&o.backlogSize, "backlog-size", "256mb", "stream bytes kept for partial resyncs, in Redis units (`size`: 512mb, 4gb, bytes)")
+	fs.StringVar(&o.backlogMode, "backlog-mode", "memory", "`memory|disk`: keep the backlog in RAM only, or in segment files under --dir/backlog that survive a restart")
+	fs.StringVar(&o.backlogFsync, "backlog-fsync", "everysec", "`always|everysec|no`: when the disk backlog is fsynced (as Redis appendfsync); the master is acknowledged only up to synced bytes")
+	fs.IntVar(&o.backlogTTL, "backlog-ttl", 0, "`seconds` after which disk backlog segments are dropped even below --backlog-size (0: no limit)")
+	fs.StringVar(&o.backlogRAMTail, "backlog-ram-tail", "64mb", "`size` of the disk backlog's in-memory tail, from which replicas that keep up are served")
 	fs.IntVar(&o.replTimeout, "repl-timeout", 60, "`seconds` without traffic before a master or replica link is dropped")
 	fs.StringVar(&o.masterUser, "masteruser", "", "ACL `user` for AUTH to the master")
 	fs.StringVar(&o.masterAuth, "masterauth", "", "`password` for AUTH to the master (also $PSYNC_PROXY_MASTERAUTH)")
@@ -186,6 +194,23 @@ func (o *options) config() (proxy.Config, error) {
 	if o.maxFullSyncs < 0 {
 		return proxy.Config{}, errors.New("--max-concurrent-full-syncs must not be negative")
 	}
+	fsync, err := backlog.ParseFsyncPolicy(o.backlogFsync)
+	if err != nil {
+		return proxy.Config{}, fmt.Errorf("--backlog-fsync: %w", err)
+	}
+	if o.backlogMode != proxy.BacklogMemory && o.backlogMode != proxy.BacklogDisk {
+		return proxy.Config{}, fmt.Errorf("--backlog-mode must be memory or disk, not %q", o.backlogMode)
+	}
+	if o.backlogTTL < 0 {
+		return proxy.Config{}, errors.New("--backlog-ttl must not be negative")
+	}
+	ramTail, err := proxy.ParseSize(o.backlogRAMTail)
+	if err != nil {
+		return proxy.Config{}, fmt.Errorf("--backlog-ram-tail: %w", err)
+	}
+	if ramTail <= 0 {
+		return proxy.Config{}, errors.New("--backlog-ram-tail must be positive")
+	}
 	return proxy.Config{
 		MasterAddr:    o.master,
 		Dir:           o.dir,
@@ -201,5 +226,10 @@ func (o *options) config() (proxy.Config, error) {
 		SnapshotRefreshMinInterval: time.Duration(o.refreshMinInterval) * time.Second,
 		MaxConcurrentFullSyncs:     o.maxFullSyncs,
 		FullSyncRateLimit:          rate,
+
+		BacklogMode:    o.backlogMode,
+		BacklogFsync:   fsync,
+		BacklogTTL:     time.Duration(o.backlogTTL) * time.Second,
+		BacklogRAMTail: ramTail,
 	}, nil
 }

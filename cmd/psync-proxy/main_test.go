@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/psync-proxy/psync-proxy/backlog"
 )
 
 func TestOptions(t *testing.T) {
@@ -21,6 +23,20 @@ func TestOptions(t *testing.T) {
 		cfg.RequirePass != "p" || cfg.ProtectedMode {
 		t.Fatalf("config %+v", cfg)
 	}
+	o, err = parse([]string{"--master", "m:1", "--backlog-mode", "disk", "--backlog-fsync", "Always",
+		"--backlog-ttl", "3600", "--backlog-ram-tail", "8mb"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = o.config(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.BacklogMode != "disk" || cfg.BacklogFsync != backlog.FsyncAlways || cfg.BacklogTTL != time.Hour || cfg.BacklogRAMTail != 8<<20 {
+		t.Fatalf("disk options: %+v", cfg)
+	}
+	if o, _ := parse([]string{"--master", "m:1"}, io.Discard); o.backlogMode != "memory" || o.backlogFsync != "everysec" || o.backlogTTL != 0 {
+		t.Fatalf("backlog defaults: mode %s fsync %s ttl %d", o.backlogMode, o.backlogFsync, o.backlogTTL)
+	}
 	if o, _ := parse(nil, io.Discard); o.listen != "127.0.0.1:6380" || o.protectedMode != "yes" {
 		t.Fatalf("defaults: listen %s protected-mode %s; want loopback and yes", o.listen, o.protectedMode)
 	}
@@ -30,6 +46,10 @@ func TestOptions(t *testing.T) {
 		{"--master", "m:1", "--backlog-size", "0"},
 		{"--master", "m:1", "--repl-timeout", "0"},
 		{"--master", "m:1", "--protected-mode", "maybe"},
+		{"--master", "m:1", "--backlog-mode", "tape"},
+		{"--master", "m:1", "--backlog-fsync", "sometimes"},
+		{"--master", "m:1", "--backlog-ttl", "-1"},
+		{"--master", "m:1", "--backlog-ram-tail", "0"},
 	} {
 		o, err := parse(bad, io.Discard)
 		if err == nil {

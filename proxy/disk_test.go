@@ -1,0 +1,185 @@
+package proxy_test
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/psync-proxy/psync-proxy/backlog"
+	"github.com/psync-proxy/psync-proxy/bench/redistest"
+	"github.com/psync-proxy/psync-proxy/proxy"
+)
+
+// checkResumed checks that neither the master nor the replica did a second full sync: the
+// proxy resumed upstream with a partial resync and answered the replica with +CONTINUE.
+func checkResumed(t *testing.T, m, r *redistest.Server, partialBefore int64) {
+	t.Helper()
+	if got := stat(t, m, "sync_full"); got != 1 {
+		t.Errorf("master sync_full = %d after the proxy restart, want 1", got)
+	}
+	if got := stat(t, m, "sync_partial_ok"); got != partialBefore+1 {
+		t.Errorf("master sync_partial_ok = %d, want %d", got, partialBefore+1)
+	}
+	if n := r.CountLog(t, "Full resync from master"); n != 1 {
+		t.Errorf("the replica full-synced %d times, want 1", n)
+	}
+	if n := r.CountLog(t, "Master accepted a Partial Resynchronization"); n < 1 {
+		t.Errorf("the replica never resumed with a partial resync")
+	}
+}
+
+// TestDiskBacklogRestartResumes stops a disk-mode proxy under load and starts it again on the
+// same --dir: it recovers its backlog and replication IDs, so the master sees a partial
+// resync and the replica resumes with +CONTINUE from the recovered backlog.
+func TestDiskBacklogRestartResumes(t *testing.T) {
+	m := redistest.Start(t, "--repl-backlog-size", "256mb")
+	p := startProxy(t, m, proxy.Config{BacklogSize: 64 << 20, BacklogMode: proxy.BacklogDisk,
+		BacklogFsync: backlog.FsyncEverySec, BacklogRAMTail: 1 << 20})
+	r := redistest.Start(t, p.replicaArgs()...)
+	redistest.WriteBytes(t, m, 256<<10)
+	redistest.WaitInSync(t, syncTimeout, m, r)
+
+	stopLoad := redistest.BenchmarkAsync(t, m, "-l", "-c", "2", "-r", "10000", "-d", "64", "-t", "set,incr,lpush")
+	time.Sleep(time.Second)
+	p.stop()
+	time.Sleep(500 * time.Millisecond) // the master's stream moves on meanwhile
+	partial := stat(t, m, "sync_partial_ok")
+	p.start(p.port)
+	p.waitLinkUp()
+	time.Sleep(time.Second)
+	stopLoad()
+	m.MustDo(t, "SET", "after", "restart")
+	redistest.WaitInSync(t, syncTimeout, m, r)
+	checkResumed(t, m, r, partial)
+
+	info := p.info("backlog")
+	if info["backlog_mode"] != "disk" || info["backlog_segments"] == "0" || info["backlog_last_fsync_error"] != "" {
+		t.Errorf("INFO backlog = %v", info)
+	}
+}
+
+// TestDiskBacklogKill9 is the crash variant: the proxy binary, with --backlog-fsync always,
+// is killed with SIGKILL under load and restarted on the same --dir. Every byte it relayed
+// was synced first, so the replica's offset is within the recovered backlog.
+func TestDiskBacklogKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the proxy binary")
+	}
+	bin := filepath.Join(t.TempDir(), "psync-proxy")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/psync-proxy").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	m := redistest.Start(t, "--repl-backlog-size", "256mb")
+	dir, logPath := t.TempDir(), filepath.Join(t.TempDir(), "proxy.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	port := redistest.FreePort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	var cmd *exec.Cmd
+	start := func() {
+		cmd = exec.Command(bin, "--master", m.Addr(), "--listen", addr, "--dir", dir,
+			"--backlog-mode", "disk", "--backlog-fsync", "always", "--backlog-size", "64mb", "--backlog-ram-tail", "1mb")
+		cmd.Stderr = logf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start()
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	defer func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("proxy log:\n%s", b)
+		}
+	}()
+	waitUp := func() {
+		redistest.Eventually(t, syncTimeout, func() error {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err != nil {
+				return err
+			}
+			c.Close()
+			cl := redistest.Dial(t, addr)
+			defer cl.Close()
+			v, err := cl.Do("INFO", "replication")
+			if err != nil {
+				return err
+			}
+			if s := redistest.ParseInfo(v.String())["master_link_status"]; s != "up" {
+				return errString("proxy master_link_status:" + s)
+			}
+			return nil
+		})
+	}
+	waitUp()
+	r := redistest.Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(port))
+	redistest.WriteBytes(t, m, 256<<10)
+	redistest.WaitInSync(t, syncTimeout, m, r)
+
+	stopLoad := redistest.BenchmarkAsync(t, m, "-l", "-c", "2", "-r", "10000", "-d", "64", "-t", "set,incr,lpush")
+	time.Sleep(time.Second)
+	cmd.Process.Kill()
+	cmd.Wait()
+	time.Sleep(500 * time.Millisecond)
+	partial := stat(t, m, "sync_partial_ok")
+	start()
+	waitUp()
+	time.Sleep(time.Second)
+	stopLoad()
+	m.MustDo(t, "SET", "after", "crash")
+	redistest.WaitInSync(t, syncTimeout, m, r)
+	checkResumed(t, m, r, partial)
+	if b, _ := os.ReadFile(logPath); !strings.Contains(string(b), "Recovered the disk backlog") {
+		t.Errorf("the restarted proxy did not log its recovery")
+	}
+}
+
+// TestDiskBacklogNewEpochSurvivesRestart: a master restarted empty starts a new history, which
+// resets the disk backlog under the new ID; a proxy restart then resumes that history.
+func TestDiskBacklogNewEpochSurvivesRestart(t *testing.T) {
+	m := redistest.Start(t, "--repl-backlog-size", "64mb")
+	p := startProxy(t, m, proxy.Config{BacklogSize: 16 << 20, BacklogMode: proxy.BacklogDisk})
+	r := redistest.Start(t, p.replicaArgs()...)
+	redistest.WriteBytes(t, m, 1<<20)
+	redistest.WaitInSync(t, syncTimeout, m, r)
+
+	m.Stop(t)
+	m.Restart(t)
+	redistest.Eventually(t, syncTimeout, func() error {
+		if m.Info(t, "replication")["connected_slaves"] != "1" {
+			return errString("the proxy is not attached to the restarted master yet")
+		}
+		return nil
+	})
+	redistest.WriteBytes(t, m, 1<<20)
+	redistest.WaitInSync(t, syncTimeout, m, r)
+	newID := m.Info(t, "replication")["master_replid"]
+
+	p.stop()
+	redistest.WriteBytes(t, m, 256<<10)
+	full, partial := stat(t, m, "sync_full"), stat(t, m, "sync_partial_ok")
+	p.start(p.port)
+	p.waitLinkUp()
+	redistest.WriteBytes(t, m, 256<<10)
+	redistest.WaitInSync(t, syncTimeout, m, r)
+	if got := stat(t, m, "sync_full"); got != full {
+		t.Errorf("master sync_full = %d after the proxy restart, want %d", got, full)
+	}
+	if got := stat(t, m, "sync_partial_ok"); got != partial+1 {
+		t.Errorf("master sync_partial_ok = %d, want %d", got, partial+1)
+	}
+	if got := p.info("replication")["master_replid"]; got != newID {
+		t.Errorf("proxy replid %s after restart, master %s", got, newID)
+	}
+	if n := r.CountLog(t, "Full resync from master"); n != 2 {
+		t.Errorf("the replica full-synced %d times, want 2 (first sync, new master history)", n)
+	}
+}

@@ -1,0 +1,119 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/psync-proxy/psync-proxy/backlog"
+	"github.com/psync-proxy/psync-proxy/resp"
+)
+
+// failingBacklog is a Ring that reports a durable offset of its own and, while failing is
+// set, fails every AppendFrom with a storage error without reading, as a Disk with a full
+// disk does (it keeps what it read for the next call).
+type failingBacklog struct {
+	*backlog.Ring
+	failing atomic.Bool
+	synced  atomic.Int64
+	calls   atomic.Int64
+}
+
+func (f *failingBacklog) AppendFrom(rd io.Reader) ([]byte, error) {
+	if f.failing.Load() {
+		f.calls.Add(1)
+		return nil, fmt.Errorf("%w: write segment: no space left on device", backlog.ErrStorage)
+	}
+	return f.Ring.AppendFrom(rd)
+}
+
+func (f *failingBacklog) Synced() int64 { return f.synced.Load() }
+
+// readAck reads one REPLCONF ACK <off> the proxy sent to the master.
+func readAck(t *testing.T, br *bufio.Reader) int64 {
+	t.Helper()
+	var last string
+	for range 7 { // *3, $8, REPLCONF, $3, ACK, $n, <off>
+		l, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading ACK: %v", err)
+		}
+		last = strings.TrimRight(l, "\r\n")
+	}
+	n, err := strconv.ParseInt(last, 10, 64)
+	if err != nil {
+		t.Fatalf("ACK offset %q: %v", last, err)
+	}
+	return n
+}
+
+// TestUpstreamStorageError: ACKs never exceed Synced, and a storage error neither drops the
+// link nor loses bytes: the upstream backs off, keeps acknowledging what is durable, and
+// stores the stream once the backlog can again.
+func TestUpstreamStorageError(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p := &Proxy{log: zaptest.NewLogger(t).Sugar(), ctx: ctx}
+	p.replTimeout.Store(int64(time.Minute))
+	u := &upstream{p: p, scan: resp.NewScanner(1, streamLimits())}
+	fb := &failingBacklog{Ring: backlog.NewRing(1<<20, 1)}
+	master, proxySide := tcpPair(t)
+	master.SetReadDeadline(time.Now().Add(time.Minute)) // a hang fails instead of stalling the suite
+	conn := newTrackedConn(proxySide)
+	done := make(chan error, 1)
+	go func() { done <- u.stream(conn, bufio.NewReader(conn), fb) }()
+	mbr := bufio.NewReader(master)
+	ping := "*1\r\n$4\r\nPING\r\n" // 14 bytes
+
+	// Stored but not yet durable: the ACK stays at Synced.
+	master.Write([]byte(ping))
+	if got := readAck(t, mbr); got != 0 {
+		t.Fatalf("ACK %d with nothing synced, want 0", got)
+	}
+	fb.synced.Store(14)
+	fb.failing.Store(true)
+	master.Write([]byte(ping))
+	if got := readAck(t, mbr); got != 14 {
+		t.Fatalf("ACK %d while the backlog fails, want the synced 14", got)
+	}
+	if fb.calls.Load() < 2 {
+		t.Fatalf("the upstream did not retry the append (%d calls)", fb.calls.Load())
+	}
+	fb.failing.Store(false)
+	fb.synced.Store(28)
+	eventually(t, func() bool { return fb.End() == 28 })
+	for i := 0; readAck(t, mbr) != 28; i++ {
+		if i == 3 {
+			t.Fatal("no ACK of 28 once the stream is stored and synced")
+		}
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the link was dropped: %v", err)
+	default:
+	}
+	master.Close()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("stream did not end after the master closed")
+	}
+}
+
+func eventually(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
