@@ -183,3 +183,57 @@ func TestDiskBacklogNewEpochSurvivesRestart(t *testing.T) {
 		t.Errorf("the replica full-synced %d times, want 2 (first sync, new master history)", n)
 	}
 }
+
+// TestDiskBacklogReplicaAhead: the proxy loses the newest bytes it had already sent (its
+// newest segment is cut while it is stopped, as a power failure under --backlog-fsync
+// everysec can do), so its replica is ahead of the recovered backlog. The proxy holds the
+// replica's PSYNC until the master has re-delivered those bytes, then answers +CONTINUE: no
+// full sync anywhere.
+func TestDiskBacklogReplicaAhead(t *testing.T) {
+	m := redistest.Start(t, "--repl-backlog-size", "64mb")
+	// The master is reached through a forwarder, so that the restarted proxy can be kept
+	// from it until the replica has asked.
+	f := startForwarder(t, m.Addr())
+	p := startProxyVia(t, f.ln.Addr().String(), proxy.Config{BacklogSize: 64 << 20, BacklogMode: proxy.BacklogDisk,
+		BacklogFsync: backlog.FsyncEverySec, BacklogRAMTail: 1 << 20})
+	r := redistest.Start(t, p.replicaArgs()...)
+	redistest.WriteBytes(t, m, 256<<10)
+	redistest.WaitInSync(t, syncTimeout, m, r)
+	end, _ := strconv.ParseInt(p.info("replication")["master_repl_offset"], 10, 64)
+
+	p.stop()
+	segs, _ := filepath.Glob(filepath.Join(p.cfg.Dir, "backlog", "*.data"))
+	if len(segs) == 0 {
+		t.Fatal("no backlog segment on disk")
+	}
+	newest := segs[len(segs)-1] // names are zero-padded offsets: sorted
+	fi, err := os.Stat(newest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(newest, fi.Size()-1); err != nil { // cut the last record
+		t.Fatal(err)
+	}
+	partial := stat(t, m, "sync_partial_ok")
+	f.retarget("") // the master is unreachable for now
+	p.start(p.port)
+	if rec, _ := strconv.ParseInt(p.info("replication")["master_repl_offset"], 10, 64); rec >= end {
+		t.Fatalf("recovered end %d, want below %d: the cut did not drop a record", rec, end)
+	}
+	// The replica asks for more than the proxy recovered: it is held, not answered.
+	redistest.Eventually(t, syncTimeout, func() error {
+		if s := p.info("replication")["slave0"]; !strings.Contains(s, "state=wait_bgsave") {
+			return errString("replica not waiting yet: " + s)
+		}
+		return nil
+	})
+	time.Sleep(1500 * time.Millisecond) // still held across keep-alive ticks
+	if s := p.info("replication")["slave0"]; !strings.Contains(s, "state=wait_bgsave") {
+		t.Fatalf("replica answered before the master re-delivered: %s", s)
+	}
+	f.retarget(m.Addr())
+	p.waitLinkUp()
+	m.MustDo(t, "SET", "after", "restart")
+	redistest.WaitInSync(t, syncTimeout, m, r)
+	checkResumed(t, m, r, partial)
+}

@@ -44,6 +44,9 @@ type replica struct {
 	kickMu sync.Once
 
 	answered bool // got +CONTINUE or +FULLRESYNC; guarded by Proxy.mu
+	// heldSince is when the session started holding a PSYNC ahead of the backlog's end
+	// (see holdAheadLocked); zero when not holding. Guarded by Proxy.mu.
+	heldSince time.Time
 
 	fast fastPath // see fanout.go
 
@@ -291,6 +294,9 @@ func (p *Proxy) planSync(r *replica, req syncRequest, triedPartial *bool, turn *
 		return &syncPlan{replid: t.replid, transfer: t, file: f}, nil
 	}
 	if !*triedPartial {
+		if p.holdAheadLocked(r, req) {
+			return nil, p.changed // re-examined on every change and every keep-alive tick
+		}
 		*triedPartial = true
 		if cur, ok := p.tryPartialLocked(r, req); ok {
 			r.answered = true
@@ -324,6 +330,38 @@ func (p *Proxy) planSync(r *replica, req syncRequest, triedPartial *bool, turn *
 	r.answered = true
 	p.stats.syncFull.Add(1)
 	return &syncPlan{replid: p.replid, cur: cur, snap: p.snap, file: f}, nil
+}
+
+// holdAheadLocked reports whether a PSYNC should wait instead of being answered: the replica
+// follows the proxy's history but asks for an offset past the backlog's end, which happens
+// when the proxy lost bytes it had already forwarded (a crash with --backlog-fsync everysec
+// or no). The master still has them, so the proxy holds the PSYNC with keep-alive newlines
+// until its link has re-delivered up to that offset, then answers +CONTINUE. It gives up (and
+// the replica gets a full sync, as from Redis) after repl-timeout, for an offset further
+// ahead than the backlog could hold, or when the history changes. Caller holds mu.
+func (p *Proxy) holdAheadLocked(r *replica, req syncRequest) bool {
+	if !req.psync || p.ring == nil || !strings.EqualFold(req.replid, p.replid) {
+		return false
+	}
+	next := p.ring.End() + 1
+	if req.offset <= next || req.offset-next > p.backlogSize.Load() {
+		if !r.heldSince.IsZero() {
+			p.log.Infof("Replica %s: the backlog now reaches offset %d, answering its PSYNC", r.addr, req.offset)
+		}
+		return false
+	}
+	if r.heldSince.IsZero() {
+		r.heldSince = time.Now()
+		p.log.Infof("Replica %s asks for offset %d, %d bytes past the backlog's end: holding its PSYNC until the master re-delivers them",
+			r.addr, req.offset, req.offset-next)
+		return true
+	}
+	if time.Since(r.heldSince) > p.timeout() {
+		p.log.Warnf("Replica %s: the master did not re-deliver up to offset %d within repl-timeout (backlog ends at %d); full sync",
+			r.addr, req.offset, next-1)
+		return false
+	}
+	return true
 }
 
 // tryPartialLocked is Redis's acceptance test: the ID is ours, or our previous one and the

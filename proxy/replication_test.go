@@ -198,9 +198,29 @@ func TestFullSyncFallbacks(t *testing.T) {
 		t.Fatalf("proxy sync_full %d, want more than %d", got, fullBefore)
 	}
 
-	// Raw PSYNCs: an offset past the end and an odd ID both get +FULLRESYNC, never +CONTINUE.
+	// Raw PSYNCs. An offset a little past the end (a replica that got bytes the proxy lost)
+	// is held with newlines until the master has sent that far, then continued.
 	pi := p.info("replication")
 	end, _ := strconv.ParseInt(pi["master_repl_offset"], 10, 64)
+	c := redistest.Dial(t, p.Addr())
+	c.Send("PSYNC", pi["master_replid"], strconv.FormatInt(end+1000, 10))
+	time.Sleep(1500 * time.Millisecond) // at least one keep-alive while held
+	redistest.WriteBytes(t, m, 64<<10)
+	held := 0
+	line, err := c.ReadLine()
+	for ; err == nil && line == ""; held++ {
+		line, err = c.ReadLine()
+	}
+	c.Close()
+	if err != nil || line != "+CONTINUE" || held == 0 {
+		t.Fatalf("PSYNC ahead of the end: got %q after %d newlines, %v; want newlines, then +CONTINUE", line, held, err)
+	}
+	// Held no longer than repl-timeout; then, and for odd IDs, +FULLRESYNC, never +CONTINUE.
+	if got := p.do("CONFIG", "SET", "repl-timeout", "2"); got != "OK" {
+		t.Fatalf("CONFIG SET repl-timeout: %s", got)
+	}
+	pi = p.info("replication")
+	end, _ = strconv.ParseInt(pi["master_repl_offset"], 10, 64)
 	for _, args := range [][]string{
 		{"PSYNC", pi["master_replid"], strconv.FormatInt(end+1000, 10)},
 		{"PSYNC", strings.Repeat("f", 40), strconv.FormatInt(end, 10)},
