@@ -237,3 +237,84 @@ func TestDiskBacklogReplicaAhead(t *testing.T) {
 	redistest.WaitInSync(t, syncTimeout, m, r)
 	checkResumed(t, m, r, partial)
 }
+
+// TestDiskBacklogLongOutage: a replica is down while 2 GB are written, behind a proxy with a
+// 4 GB disk backlog and a 64 MB RAM tail. It comes back with a partial resync served from the
+// segment files, and the proxy's peak RSS stays below the RAM tail plus 64 MB.
+func TestDiskBacklogLongOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 2 GB")
+	}
+	const tail = 64 << 20
+	bin := filepath.Join(t.TempDir(), "psync-proxy")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/psync-proxy").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	m := redistest.Start(t)
+	port := redistest.FreePort(t)
+	cmd := exec.Command(bin, "--master", m.Addr(), "--listen", "127.0.0.1:"+strconv.Itoa(port), "--dir", t.TempDir(),
+		"--backlog-mode", "disk", "--backlog-size", "4gb", "--backlog-ram-tail", strconv.Itoa(tail), "--log-level", "warn")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	r := redistest.Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(port))
+	redistest.WriteBytes(t, m, 256<<10)
+	redistest.WaitInSync(t, syncTimeout, m, r)
+
+	r.ShutdownSave(t)
+	off0 := stat(t, m, "master_repl_offset")
+	// About 2.1 GB of stream over a bounded keyspace (100k keys of 1 KiB).
+	redistest.Benchmark(t, m, "-P", "16", "-d", "1024", "-r", "100000", "-n", "2100000", "-t", "set")
+	written := stat(t, m, "master_repl_offset") - off0
+	if written < 2<<30 {
+		t.Fatalf("only %d MB written", written>>20)
+	}
+	r.Restart(t)
+	redistest.WaitOnline(t, r, 3*time.Minute)
+	redistest.WaitInSync(t, 3*time.Minute, m, r)
+	if n := r.CountLog(t, "Full resync from master"); n != 1 {
+		t.Errorf("the replica full-synced %d times, want 1 (the first)", n)
+	}
+	if n := r.CountLog(t, "Master accepted a Partial Resynchronization"); n != 1 {
+		t.Errorf("the replica resumed with %d partial resyncs, want 1", n)
+	}
+	peak := vmHWM(t, cmd.Process.Pid)
+	t.Logf("%d MB written during the outage; proxy peak RSS %d MB (RAM tail %d MB)", written>>20, peak>>20, tail>>20)
+	if peak > tail+64<<20 {
+		t.Errorf("proxy peak RSS %d MB > RAM tail %d MB + 64 MB", peak>>20, tail>>20)
+	}
+}
+
+// TestDiskBacklogRetention: segments past --backlog-size are deleted, the first byte offset
+// moves, and a replica behind it gets a full sync (with the right data), never wrong bytes.
+func TestDiskBacklogRetention(t *testing.T) {
+	m := redistest.Start(t)
+	p := startProxy(t, m, proxy.Config{BacklogSize: 8 << 20, BacklogMode: proxy.BacklogDisk,
+		BacklogFsync: backlog.FsyncNo, BacklogRAMTail: 1 << 20})
+	r := redistest.Start(t, p.replicaArgs()...)
+	redistest.WriteBytes(t, m, 256<<10)
+	redistest.WaitInSync(t, syncTimeout, m, r)
+	r.ShutdownSave(t)
+	redistest.WriteBytes(t, m, 32<<20)
+
+	info := p.info("replication")
+	first, _ := strconv.ParseInt(info["repl_backlog_first_byte_offset"], 10, 64)
+	histlen, _ := strconv.ParseInt(info["repl_backlog_histlen"], 10, 64)
+	if first < 16<<20 || histlen > 8<<20 {
+		t.Errorf("after 32 MB into an 8 MB disk backlog: first byte %d, histlen %d", first, histlen)
+	}
+	segs, _ := filepath.Glob(filepath.Join(p.cfg.Dir, "backlog", "*.data"))
+	// 32 MB went through segments of 2 MB (a quarter of the size): about 16 were written.
+	if n, _ := strconv.Atoi(p.info("backlog")["backlog_segments"]); n > 6 || len(segs) > 6 {
+		t.Errorf("%d segments in INFO, %d files: old segments were not deleted", n, len(segs))
+	}
+	full := p.stat("sync_full")
+	r.Restart(t)
+	m.MustDo(t, "SET", "after", "retention")
+	redistest.WaitInSync(t, syncTimeout, m, r)
+	if got := p.stat("sync_full"); got != full+1 {
+		t.Errorf("proxy sync_full = %d, want %d: the replica behind the backlog must full-sync", got, full+1)
+	}
+}
