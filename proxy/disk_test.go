@@ -298,6 +298,13 @@ func TestDiskBacklogRetention(t *testing.T) {
 	redistest.WaitInSync(t, syncTimeout, m, r)
 	r.ShutdownSave(t)
 	redistest.WriteBytes(t, m, 32<<20)
+	want := stat(t, m, "master_repl_offset")
+	redistest.Eventually(t, syncTimeout, func() error {
+		if got, _ := strconv.ParseInt(p.info("replication")["master_repl_offset"], 10, 64); got < want {
+			return errString("the proxy has not received all the writes yet")
+		}
+		return nil
+	})
 
 	info := p.info("replication")
 	first, _ := strconv.ParseInt(info["repl_backlog_first_byte_offset"], 10, 64)
