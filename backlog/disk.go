@@ -479,6 +479,18 @@ func (d *Disk) Segments() int {
 	return len(d.segs)
 }
 
+// OldestAge returns how long ago the oldest held byte was stored, to the precision of a
+// segment (the time its segment began), and false when that is unknown (the oldest segment
+// was recovered from disk, where no file records when it began).
+func (d *Disk) OldestAge() (time.Duration, bool) {
+	d.segMu.RLock()
+	defer d.segMu.RUnlock()
+	if len(d.segs) == 0 || d.segs[0].began.IsZero() {
+		return 0, false
+	}
+	return time.Since(d.segs[0].began), true
+}
+
 // Resize changes the retention size at runtime (CONFIG SET repl-backlog-size), deleting the
 // oldest segments at once if the held bytes exceed it. A size below MinSize is raised to
 // MinSize. The RAM tail is never larger than the size: it shrinks with it, and grows back

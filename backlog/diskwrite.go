@@ -304,6 +304,7 @@ func (d *Disk) rotateLocked() error {
 		}
 	}
 	s := newSegment(d.dir, end+1)
+	s.began = time.Now()
 	w, err := d.createSegment(s)
 	if err != nil {
 		if old != nil {

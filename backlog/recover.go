@@ -136,6 +136,9 @@ func (d *Disk) recover() (Recovery, error) {
 		kept = append(kept, s)
 		next = s.start
 	}
+	for i := 0; i+1 < len(kept); i++ {
+		kept[i].began = kept[i+1].sealedAt // kept is newest first here
+	}
 	for i, j := 0, len(kept)-1; i < j; i, j = i+1, j-1 {
 		kept[i], kept[j] = kept[j], kept[i]
 	}

@@ -132,6 +132,11 @@ type segment struct {
 	// sealedAt is when the newest byte was stored: set when the segment is sealed (or from the
 	// file's mtime at recovery), zero while it is written. Only wmu holders use it.
 	sealedAt time.Time
+	// began is when the segment's first byte was stored, as far as known: set when the writer
+	// creates it; at recovery, the sealing time of the segment before it (zero for the oldest
+	// recovered one, whose start time no file records). Set before the segment is published
+	// in Disk.segs and never changed, so segMu readers may read it.
+	began time.Time
 
 	mu   sync.Mutex
 	f    *os.File // read-only descriptor, nil while refs == 0

@@ -58,7 +58,8 @@ func TestDiskBacklogRestartResumes(t *testing.T) {
 	checkResumed(t, m, r, partial)
 
 	info := p.info("backlog")
-	if info["backlog_mode"] != "disk" || info["backlog_segments"] == "0" || info["backlog_last_fsync_error"] != "" {
+	if info["backlog_mode"] != "disk" || info["backlog_segments"] == "0" || info["backlog_last_fsync_error"] != "" ||
+		info["backlog_oldest_age_seconds"] != "-1" { // the oldest segment was recovered: age unknown
 		t.Errorf("INFO backlog = %v", info)
 	}
 }
@@ -314,6 +315,9 @@ func TestDiskBacklogRetention(t *testing.T) {
 	}
 	segs, _ := filepath.Glob(filepath.Join(p.cfg.Dir, "backlog", "*.data"))
 	// 32 MB went through segments of 2 MB (a quarter of the size): about 16 were written.
+	if age, _ := strconv.Atoi(p.info("backlog")["backlog_oldest_age_seconds"]); age < 0 || age > 60 {
+		t.Errorf("backlog_oldest_age_seconds = %d for segments written during the test", age)
+	}
 	if n, _ := strconv.Atoi(p.info("backlog")["backlog_segments"]); n > 6 || len(segs) > 6 {
 		t.Errorf("%d segments in INFO, %d files: old segments were not deleted", n, len(segs))
 	}

@@ -373,12 +373,15 @@ func (p *Proxy) infoBacklog(b *strings.Builder) {
 		return
 	}
 	field(b, "backlog_fsync", p.cfg.BacklogFsync.String())
-	var bytes, oldest, synced int64 = 0, -1, -1
+	var bytes, oldest, synced, age int64 = 0, -1, -1, -1
 	segs := 0
 	lastErr := ""
 	if d != nil && active {
 		first, end := d.Bounds()
 		bytes, oldest, synced, segs = max(end-first+1, 0), first, d.Synced(), d.Segments()
+		if a, ok := d.OldestAge(); ok {
+			age = int64(a.Seconds())
+		}
 	}
 	if d != nil {
 		if err := d.Err(); err != nil {
@@ -388,6 +391,8 @@ func (p *Proxy) infoBacklog(b *strings.Builder) {
 	field(b, "backlog_disk_bytes", bytes)
 	field(b, "backlog_segments", segs)
 	field(b, "backlog_oldest_offset", oldest)
+	// To a segment's precision; -1 while the oldest segment was recovered from disk.
+	field(b, "backlog_oldest_age_seconds", age)
 	field(b, "backlog_synced_offset", synced)
 	field(b, "backlog_ram_tail", p.cfg.BacklogRAMTail)
 	field(b, "backlog_last_fsync_error", lastErr)
