@@ -122,8 +122,9 @@ func TestDiskBacklogKill9(t *testing.T) {
 	}
 	waitUp()
 	r := redistest.Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(port))
+	r2 := redistest.Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(port))
 	redistest.WriteBytes(t, m, 256<<10)
-	redistest.WaitInSync(t, syncTimeout, m, r)
+	redistest.WaitInSync(t, syncTimeout, m, r, r2)
 
 	stopLoad := redistest.BenchmarkAsync(t, m, "-l", "-c", "2", "-r", "10000", "-d", "64", "-t", "set,incr,lpush")
 	time.Sleep(time.Second)
@@ -136,8 +137,9 @@ func TestDiskBacklogKill9(t *testing.T) {
 	time.Sleep(time.Second)
 	stopLoad()
 	m.MustDo(t, "SET", "after", "crash")
-	redistest.WaitInSync(t, syncTimeout, m, r)
+	redistest.WaitInSync(t, syncTimeout, m, r, r2)
 	checkResumed(t, m, r, partial)
+	checkResumed(t, m, r2, partial)
 	if b, _ := os.ReadFile(logPath); !strings.Contains(string(b), "Recovered the disk backlog") {
 		t.Errorf("the restarted proxy did not log its recovery")
 	}
