@@ -256,7 +256,7 @@ func (p *Proxy) installEpoch(replid string, off int64, snap *snapshot) (backlog.
 	} else if d, derr := p.resetDiskLocked(off + 1); derr == nil {
 		cur = d
 	} else {
-		err = derr
+		err = fmt.Errorf("starting the disk backlog of the new history: %w", derr)
 		p.replid = ""
 	}
 	p.ring = cur

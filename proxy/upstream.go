@@ -329,7 +329,7 @@ func (u *upstream) fullSync(conn *trackedConn, br *bufio.Reader, replid string, 
 	}
 	ring, err := u.p.installEpoch(replid, off, snap)
 	if err != nil {
-		result = fmt.Errorf("saving snapshot: %w", err)
+		result = fmt.Errorf("installing the new history: %w", err)
 		return nil, result
 	}
 	u.scan, u.scanErr = resp.NewScanner(off+1, streamLimits()), nil
