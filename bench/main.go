@@ -6,6 +6,12 @@
 //	go run ./bench                       # every scenario, results under bench/results/<date>/
 //	go run ./bench -scenarios steady,storm -reps 3
 //	go run ./bench -quick                # small sizes, for a smoke run
+//	go run ./bench -pin off              # no CPU pinning (default: -pin master+client, see pin.go)
+//
+// By default the master redis-server and redis-benchmark share the first CPU and everything
+// else (replicas, psync-proxy, this process) the others, as when the master has a host of its
+// own: see pin.go for why the master alone on a CPU (-pin master) is not the fairer split on
+// a small machine. results.md names the placement on its machine line.
 package main
 
 import (
