@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -133,7 +134,7 @@ func (p *Proxy) refreshSnapshot(ctx context.Context) error {
 	installed := false
 	defer func() {
 		if !installed {
-			removeFile(snap.path)
+			os.Remove(snap.path) // not installed: only wasted space if this fails
 		}
 	}()
 
@@ -199,12 +200,9 @@ func (p *Proxy) fetchSnapshot(ctx context.Context) (*snapshot, error) {
 	if err := writeCommand(conn, "PSYNC", "?", "-1"); err != nil {
 		return nil, err
 	}
-	if err := resp.SkipNewlines(br, nil); err != nil {
-		return nil, fmt.Errorf("reading PSYNC reply: %w", err)
-	}
-	v, err := u.reply(br)
+	v, err := u.psyncReply(br)
 	if err != nil {
-		return nil, fmt.Errorf("reading PSYNC reply: %w", err)
+		return nil, err
 	}
 	if v.Type() == tresp.Error {
 		return nil, fmt.Errorf("master refused PSYNC: -%s", v.Error())
@@ -229,13 +227,9 @@ func (p *Proxy) fetchSnapshot(ctx context.Context) (*snapshot, error) {
 		}
 		return nil, fmt.Errorf("receiving RDB from master (%d bytes so far): %w", n, err)
 	}
-	snap, err := w.finish(replid, off)
+	snap, err := p.finishSnapshot(w, replid, off)
 	if err != nil {
-		if errors.Is(err, resp.ErrBadRDB) {
-			p.stats.snapDiscarded.Add(1)
-			return nil, fmt.Errorf("discarding the RDB received from master, it fails its check: %w", err)
-		}
-		return nil, fmt.Errorf("saving snapshot: %w", err)
+		return nil, err
 	}
 	p.log.Infof("Received snapshot %s:%d (%d bytes) on the refresh connection", replid, off, n)
 	return snap, nil

@@ -253,6 +253,3 @@ func writeFileAtomic(path string, data []byte) error {
 	}
 	return nil
 }
-
-// removeFile removes a file whose loss only wastes space if it fails.
-func removeFile(path string) { os.Remove(path) }

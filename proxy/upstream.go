@@ -217,12 +217,9 @@ func (u *upstream) psync(conn *trackedConn, br *bufio.Reader) (backlog.Backlog, 
 			return nil, err
 		}
 	}
-	if err := resp.SkipNewlines(br, nil); err != nil {
-		return nil, fmt.Errorf("reading PSYNC reply: %w", err)
-	}
-	v, err := u.reply(br)
+	v, err := u.psyncReply(br)
 	if err != nil {
-		return nil, fmt.Errorf("reading PSYNC reply: %w", err)
+		return nil, err
 	}
 	if v.Type() == tresp.Error {
 		msg := v.Error().Error()
@@ -255,6 +252,33 @@ func (u *upstream) psync(conn *trackedConn, br *bufio.Reader) (backlog.Backlog, 
 	default:
 		return nil, fmt.Errorf("unexpected reply to PSYNC from master: %q", line)
 	}
+}
+
+// psyncReply reads the answer to PSYNC, after the keep-alive newlines a master may send
+// while it prepares the RDB.
+func (u *upstream) psyncReply(br *bufio.Reader) (tresp.Value, error) {
+	if err := resp.SkipNewlines(br, nil); err != nil {
+		return tresp.Value{}, fmt.Errorf("reading PSYNC reply: %w", err)
+	}
+	v, err := u.reply(br)
+	if err != nil {
+		return v, fmt.Errorf("reading PSYNC reply: %w", err)
+	}
+	return v, nil
+}
+
+// finishSnapshot checks and syncs a received RDB (snapshotWriter.finish), counting and
+// naming a payload that fails its check.
+func (p *Proxy) finishSnapshot(w *snapshotWriter, replid string, off int64) (*snapshot, error) {
+	snap, err := w.finish(replid, off)
+	if errors.Is(err, resp.ErrBadRDB) {
+		p.stats.snapDiscarded.Add(1)
+		return nil, fmt.Errorf("discarding the RDB received from master, it fails its check: %w", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("saving snapshot: %w", err)
+	}
+	return snap, nil
 }
 
 // fullSync receives the RDB that follows +FULLRESYNC into a new snapshot. Only when it is whole
@@ -317,14 +341,9 @@ func (u *upstream) fullSync(conn *trackedConn, br *bufio.Reader, replid string, 
 		result = fmt.Errorf("receiving RDB from master (%d bytes so far): %w", n, err)
 		return nil, result
 	}
-	snap, err := w.finish(replid, off)
+	snap, err := p.finishSnapshot(w, replid, off)
 	if err != nil {
-		if errors.Is(err, resp.ErrBadRDB) {
-			p.stats.snapDiscarded.Add(1)
-			result = fmt.Errorf("discarding the RDB received from master, it fails its check: %w", err)
-			return nil, result
-		}
-		result = fmt.Errorf("saving snapshot: %w", err)
+		result = err
 		return nil, result
 	}
 	ring, err := u.p.installEpoch(replid, off, snap)
