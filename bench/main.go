@@ -95,6 +95,7 @@ func scenarios() []scenario {
 		{"latency", "end-to-end replication latency: PUBLISH on the master, received on a replica", runLatency, true},
 		{"outage", "a replica down for T seconds under a steady write rate, then back", runOutage, true},
 		{"storm", "8 replicas needing a full sync at once", runStorm, true},
+		{"restart", "the tier between the master and 2 replicas killed with SIGKILL under a paced write load, then started again: in the direct column a chained Redis replica, in the proxy column psync-proxy with --backlog-mode disk; the master's repl-backlog-size (64mb) covers the downtime but not the dataset, written through the stream after the tier's first sync", runRestart, true},
 		{"forward", "forwarding ceiling: a synthetic upstream (paced to stay within 64 MiB of the slowest sink, as TCP flow control paces the relay) through the proxy to N sinks, versus an io.Copy relay", runForward, false},
 	}
 }
