@@ -279,7 +279,7 @@ func TestHostileClients(t *testing.T) {
 	peak := vmHWM(t, hp.cmd.Process.Pid)
 	t.Logf("%d hostile inputs; the replica streamed %d MB meanwhile (longest stall %v); proxy peak RSS %d MB",
 		tried.Load(), (endOff-startOff)>>20, time.Duration(stall.Load()).Round(time.Millisecond), peak>>20)
-	// About 80 MB measured, most of it the 2200 idle connections (redcon's buffers, goroutines).
+	// About 75 MB measured: the backlog, about 10 KB per idle connection, the runtime.
 	if limit := int64(backlog + 96<<20); peak > limit {
 		t.Errorf("proxy peak RSS %d MB > backlog %d MB + 96 MB", peak>>20, backlog>>20)
 	}
