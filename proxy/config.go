@@ -62,7 +62,35 @@ type Config struct {
 	BacklogRAMTail int64
 	// Logger receives the log. Default: a no-op logger.
 	Logger *zap.Logger
+
+	// Limits on downstream clients (issue 6), with Redis's names.
+	//
+	// MaxClients is Redis's maxclients: a connection beyond it, replicas counted, gets
+	// "-ERR max number of clients reached" and is closed. Default DefaultMaxClients.
+	MaxClients int
+	// ProtoMaxBulkLen is Redis's proto-max-bulk-len: the longest argument a client may
+	// declare. Default DefaultProtoMaxBulkLen.
+	ProtoMaxBulkLen int64
+	// ClientQueryBufferLimit is Redis's client-query-buffer-limit: the most bytes of one
+	// command; a client past it is closed. Default DefaultClientQueryBufferLimit.
+	ClientQueryBufferLimit int64
+	// Timeout is Redis's timeout: a client (not a replica) idle this long is closed. 0: never.
+	Timeout time.Duration
+	// HandshakeTimeout closes a connection that has not sent a command, authenticated when
+	// RequirePass is set, within it of connecting. Default DefaultHandshakeTimeout;
+	// negative: never.
+	HandshakeTimeout time.Duration
 }
+
+// Defaults of the client limits. Redis's are 512 MB per argument and 1 GB per client; the
+// proxy's clients only send handshake and admin commands (a password, a replication ID, an
+// offset, a CONFIG value), so these are far smaller and keep a flood of clients cheap.
+const (
+	DefaultMaxClients             = 10000
+	DefaultProtoMaxBulkLen        = 64 << 10 // also Redis's largest inline request
+	DefaultClientQueryBufferLimit = 1 << 20  // also Redis's least client-query-buffer-limit
+	DefaultHandshakeTimeout       = 10 * time.Second
+)
 
 // Defaults for zero Config fields.
 const (
@@ -142,6 +170,33 @@ func (c *Config) applyDefaults() error {
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
+	}
+	return c.applyClientLimits()
+}
+
+// applyClientLimits fills and checks the client limits.
+func (c *Config) applyClientLimits() error {
+	if c.MaxClients == 0 {
+		c.MaxClients = DefaultMaxClients
+	}
+	if c.ProtoMaxBulkLen == 0 {
+		c.ProtoMaxBulkLen = DefaultProtoMaxBulkLen
+	}
+	if c.ClientQueryBufferLimit == 0 {
+		c.ClientQueryBufferLimit = DefaultClientQueryBufferLimit
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	switch {
+	case c.MaxClients < 1:
+		return fmt.Errorf("proxy: maxclients %d is below 1", c.MaxClients)
+	case c.ProtoMaxBulkLen < 1024:
+		return fmt.Errorf("proxy: proto-max-bulk-len %d is below 1kb", c.ProtoMaxBulkLen)
+	case c.ClientQueryBufferLimit < 1024:
+		return fmt.Errorf("proxy: client-query-buffer-limit %d is below 1kb", c.ClientQueryBufferLimit)
+	case c.Timeout < 0:
+		return fmt.Errorf("proxy: negative timeout %v", c.Timeout)
 	}
 	return nil
 }

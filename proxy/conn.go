@@ -15,6 +15,8 @@ type trackedConn struct {
 	net.Conn
 	idle   atomic.Int64  // read timeout in nanoseconds; 0 means none
 	lastIO *atomic.Int64 // unix nanoseconds of the last read that returned bytes; nil: not kept
+	// in frames what a downstream client sends (limits.go); nil on links to the master.
+	in *clientInput
 }
 
 func newTrackedConn(c net.Conn) *trackedConn {
@@ -23,12 +25,23 @@ func newTrackedConn(c net.Conn) *trackedConn {
 
 func (c *trackedConn) setIdleTimeout(d time.Duration) {
 	c.idle.Store(int64(d))
+	// Also for a Read already waiting: a replica that goes online and then says nothing
+	// must still be timed out.
 	if d == 0 {
 		c.Conn.SetReadDeadline(time.Time{})
+	} else {
+		c.Conn.SetReadDeadline(time.Now().Add(d))
 	}
 }
 
 func (c *trackedConn) Read(p []byte) (int, error) {
+	if c.in != nil {
+		return c.readCommand(p)
+	}
+	return c.readRaw(p)
+}
+
+func (c *trackedConn) readRaw(p []byte) (int, error) {
 	if d := c.idle.Load(); d > 0 {
 		c.Conn.SetReadDeadline(time.Now().Add(time.Duration(d)))
 	}
@@ -37,6 +50,27 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 		c.lastIO.Store(time.Now().UnixNano())
 	}
 	return n, err
+}
+
+// Write gives a downstream client's replies the same deadline as its reads (the handshake
+// deadline, or --timeout), so a client that never reads its replies is closed in time too. A
+// replica's session sets its own write deadlines.
+func (c *trackedConn) Write(b []byte) (int, error) {
+	if c.in != nil && !c.in.replica.Load() {
+		c.Conn.SetWriteDeadline(c.in.deadline(time.Duration(c.idle.Load())))
+	}
+	return c.Conn.Write(b)
+}
+
+// becomeReplica hands the connection to a replica session: no handshake deadline, no client
+// timeout (repl-timeout applies once it streams), and no reply from the framer ever again.
+func (c *trackedConn) becomeReplica() {
+	if c.in != nil {
+		c.in.replica.Store(true)
+		c.in.handshakeDone()
+	}
+	c.setIdleTimeout(0)
+	c.Conn.SetDeadline(time.Time{})
 }
 
 // ReadFrom hands io.Copy to the TCP connection so that copying from an *os.File (or an
@@ -48,15 +82,23 @@ func (c *trackedConn) ReadFrom(r io.Reader) (int64, error) {
 	return io.Copy(struct{ io.Writer }{c.Conn}, r)
 }
 
-// trackedListener wraps every accepted connection in a trackedConn.
-type trackedListener struct{ net.Listener }
+// trackedListener wraps every accepted connection in a trackedConn that frames and bounds
+// what the client sends (see limits.go).
+type trackedListener struct {
+	net.Listener
+	lim *inputLimits
+}
 
 func (l trackedListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return newTrackedConn(c), nil
+	tc := newTrackedConn(c)
+	if l.lim != nil {
+		tc.in = &clientInput{lim: l.lim}
+	}
+	return tc, nil
 }
 
 // isLoopback reports whether a remote address ("ip:port") is on the loopback interface.

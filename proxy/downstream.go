@@ -27,6 +27,9 @@ const protectedModeMsg = "DENIED psync-proxy is running in protected mode becaus
 func (p *Proxy) accept(conn redcon.Conn) bool {
 	p.stats.connections.Add(1)
 	tc, _ := conn.NetConn().(*trackedConn)
+	if !p.admitClient(tc) {
+		return false
+	}
 	if p.cfg.ProtectedMode && p.cfg.RequirePass == "" && !isLoopback(conn.RemoteAddr()) {
 		p.stats.rejected.Add(1)
 		tc.Write([]byte("-" + protectedModeMsg + "\r\n"))
@@ -41,12 +44,14 @@ func (p *Proxy) closed(conn redcon.Conn, err error) {
 	// A detached connection now belongs to a replica session, which counts itself out.
 	if err == nil || err.Error() != "detached" {
 		p.clients.Add(-1)
+		p.logClientTimeout(conn, err)
 	}
 }
 
 // handle runs one downstream command. Replies are queued and flushed by redcon per pipeline.
 func (p *Proxy) handle(conn redcon.Conn, cmd redcon.Command) {
 	c := conn.Context().(*client)
+	defer func() { c.conn.commandDone(c.authed) }()
 	name := strings.ToLower(string(cmd.Args[0]))
 	args := cmd.Args[1:]
 	if !c.authed && name != "auth" && name != "quit" && name != "hello" {
@@ -282,6 +287,7 @@ func (p *Proxy) cmdSync(conn redcon.Conn, c *client, name string, args [][]byte)
 		}
 		off, err := strconv.ParseInt(string(args[1]), 10, 64)
 		if err != nil {
+			p.log.Warnf("Replica %s asks for synchronization but with a wrong offset", conn.RemoteAddr())
 			conn.WriteError("ERR value is not an integer or out of range")
 			return
 		}

@@ -76,6 +76,7 @@ func (p *Proxy) infoServer(b *strings.Builder) {
 func (p *Proxy) infoClients(b *strings.Builder) {
 	b.WriteString("# Clients\r\n")
 	field(b, "connected_clients", p.clients.Load())
+	field(b, "maxclients", p.cfg.MaxClients)
 	field(b, "blocked_clients", 0)
 }
 
@@ -84,6 +85,7 @@ func (p *Proxy) infoStats(b *strings.Builder) {
 	b.WriteString("# Stats\r\n")
 	field(b, "total_connections_received", s.connections.Load())
 	field(b, "rejected_connections", s.rejected.Load())
+	field(b, "client_query_buffer_limit_disconnections", s.queryBufLimit.Load())
 	field(b, "sync_full", s.syncFull.Load())
 	field(b, "sync_partial_ok", s.syncPartialOK.Load())
 	field(b, "sync_partial_err", s.syncPartialErr.Load())
@@ -286,6 +288,12 @@ func configParams() []configParam {
 		}},
 		{name: "max-concurrent-full-syncs", get: func(p *Proxy) string { return strconv.Itoa(p.cfg.MaxConcurrentFullSyncs) }},
 		{name: "full-sync-rate-limit", get: func(p *Proxy) string { return itoa(p.cfg.FullSyncRateLimit) }},
+		// Client limits (limits.go), read-only.
+		{name: "maxclients", get: func(p *Proxy) string { return strconv.Itoa(p.cfg.MaxClients) }},
+		{name: "proto-max-bulk-len", get: func(p *Proxy) string { return itoa(p.cfg.ProtoMaxBulkLen) }},
+		{name: "client-query-buffer-limit", get: func(p *Proxy) string { return itoa(p.cfg.ClientQueryBufferLimit) }},
+		{name: "timeout", get: func(p *Proxy) string { return itoa(int64(p.cfg.Timeout / time.Second)) }},
+		{name: "handshake-timeout", get: func(p *Proxy) string { return itoa(int64(max(p.cfg.HandshakeTimeout, 0) / time.Second)) }},
 	}
 }
 
@@ -351,6 +359,7 @@ func (p *Proxy) cmdConfig(conn redcon.Conn, args [][]byte) {
 		p.stats.syncPartialErr.Store(0)
 		p.stats.connections.Store(0)
 		p.stats.rejected.Store(0)
+		p.stats.queryBufLimit.Store(0)
 		p.stats.netReplIn.Store(0)
 		p.stats.netReplOut.Store(0)
 		conn.WriteString("OK")

@@ -100,6 +100,7 @@ type stats struct {
 	// because they failed their check.
 	refreshes, refreshFailed, snapDiscarded atomic.Int64
 	fullSyncsActive                         atomic.Int64
+	queryBufLimit                           atomic.Int64 // clients closed by client-query-buffer-limit
 }
 
 // New validates cfg and prepares a Proxy. It reads the snapshot an earlier run left in
@@ -167,7 +168,9 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	srv := redcon.NewServer("", p.handle, p.accept, p.closed)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(trackedListener{ln}) }()
+	lim := &inputLimits{maxBulk: p.cfg.ProtoMaxBulkLen, maxQuery: p.cfg.ClientQueryBufferLimit,
+		log: p.log, overflow: &p.stats.queryBufLimit}
+	go func() { errc <- srv.Serve(trackedListener{ln, lim}) }()
 	// closing is still false here, so Serve's Wait below cannot race this Add.
 	p.wg.Add(2)
 	go func() {

@@ -78,6 +78,7 @@ func (p *Proxy) startReplica(conn redcon.Conn, c *client, req syncRequest) {
 	if c.ipAddress != "" {
 		r.ip = c.ipAddress
 	}
+	c.conn.becomeReplica()
 	dc := conn.Detach()
 	p.mu.Lock()
 	defer p.mu.Unlock()

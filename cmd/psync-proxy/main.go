@@ -41,6 +41,10 @@ type options struct {
 	backlogRAMTail                  string
 	logLevel, logFormat             string
 	version                         bool
+	// client limits
+	maxClients                     int
+	protoMaxBulkLen, queryBufLimit string
+	timeout, handshakeTimeout      int
 }
 
 func parse(args []string, stderr io.Writer) (*options, error) {
@@ -71,6 +75,11 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.refreshMinInterval, "snapshot-refresh-min-interval", 60, "least `seconds` between two snapshot requests to the master")
 	fs.IntVar(&o.maxFullSyncs, "max-concurrent-full-syncs", 0, "full syncs served at once, others wait in order (`n`, 0: no limit)")
 	fs.StringVar(&o.fullSyncRate, "full-sync-rate-limit", "0", "snapshot bytes per second sent to each replica (`size`, 0: no limit)")
+	fs.IntVar(&o.maxClients, "maxclients", proxy.DefaultMaxClients, "most connections at once, replicas included (`n`); others get -ERR max number of clients reached")
+	fs.StringVar(&o.protoMaxBulkLen, "proto-max-bulk-len", "64kb", "longest argument a client may send (`size`); longer ones get a protocol error and a close")
+	fs.StringVar(&o.queryBufLimit, "client-query-buffer-limit", "1mb", "most bytes of one command (`size`); a client past it is closed")
+	fs.IntVar(&o.timeout, "timeout", 0, "close a client (not a replica) idle for this many `seconds` (0: never)")
+	fs.IntVar(&o.handshakeTimeout, "handshake-timeout", 10, "close a connection that has not sent a command, authenticated when --requirepass is set, within this many `seconds` (0: never)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "`level`: debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "console", "`format`: console or json")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
@@ -211,6 +220,10 @@ func (o *options) config() (proxy.Config, error) {
 	if ramTail <= 0 {
 		return proxy.Config{}, errors.New("--backlog-ram-tail must be positive")
 	}
+	limits, err := o.clientLimits()
+	if err != nil {
+		return proxy.Config{}, err
+	}
 	return proxy.Config{
 		MasterAddr:    o.master,
 		Dir:           o.dir,
@@ -231,5 +244,40 @@ func (o *options) config() (proxy.Config, error) {
 		BacklogFsync:   fsync,
 		BacklogTTL:     time.Duration(o.backlogTTL) * time.Second,
 		BacklogRAMTail: ramTail,
+
+		MaxClients:             limits.MaxClients,
+		ProtoMaxBulkLen:        limits.ProtoMaxBulkLen,
+		ClientQueryBufferLimit: limits.ClientQueryBufferLimit,
+		Timeout:                limits.Timeout,
+		HandshakeTimeout:       limits.HandshakeTimeout,
 	}, nil
+}
+
+// clientLimits checks the client limit options; 0 seconds means never, as in Redis.
+func (o *options) clientLimits() (proxy.Config, error) {
+	var c proxy.Config
+	if o.maxClients < 1 {
+		return c, errors.New("--maxclients must be at least 1")
+	}
+	bulk, err := proxy.ParseSize(o.protoMaxBulkLen)
+	if err != nil {
+		return c, fmt.Errorf("--proto-max-bulk-len: %w", err)
+	}
+	query, err := proxy.ParseSize(o.queryBufLimit)
+	if err != nil {
+		return c, fmt.Errorf("--client-query-buffer-limit: %w", err)
+	}
+	if bulk < 1024 || query < 1024 {
+		return c, errors.New("--proto-max-bulk-len and --client-query-buffer-limit must be at least 1kb")
+	}
+	if o.timeout < 0 || o.handshakeTimeout < 0 {
+		return c, errors.New("--timeout and --handshake-timeout must not be negative")
+	}
+	c.MaxClients, c.ProtoMaxBulkLen, c.ClientQueryBufferLimit = o.maxClients, bulk, query
+	c.Timeout = time.Duration(o.timeout) * time.Second
+	c.HandshakeTimeout = time.Duration(o.handshakeTimeout) * time.Second
+	if o.handshakeTimeout == 0 {
+		c.HandshakeTimeout = -1 // proxy.Config: negative is never, zero the default
+	}
+	return c, nil
 }

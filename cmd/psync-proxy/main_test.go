@@ -73,3 +73,45 @@ func TestRunRejectsBadOptions(t *testing.T) {
 		t.Fatalf("--version: exit %d, %q", code, out.String())
 	}
 }
+
+func TestClientLimitOptions(t *testing.T) {
+	o, err := parse([]string{"--master", "m:1"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := o.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxClients != 10000 || cfg.ProtoMaxBulkLen != 64<<10 || cfg.ClientQueryBufferLimit != 1<<20 ||
+		cfg.Timeout != 0 || cfg.HandshakeTimeout != 10*time.Second {
+		t.Fatalf("client limit defaults: %+v", cfg)
+	}
+	o, err = parse([]string{"--master", "m:1", "--maxclients", "50", "--proto-max-bulk-len", "1mb",
+		"--client-query-buffer-limit", "2mb", "--timeout", "300", "--handshake-timeout", "0"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = o.config(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxClients != 50 || cfg.ProtoMaxBulkLen != 1<<20 || cfg.ClientQueryBufferLimit != 2<<20 ||
+		cfg.Timeout != 300*time.Second || cfg.HandshakeTimeout >= 0 {
+		t.Fatalf("client limits: %+v", cfg)
+	}
+	for _, bad := range [][]string{
+		{"--maxclients", "0"},
+		{"--proto-max-bulk-len", "100"},
+		{"--client-query-buffer-limit", "lots"},
+		{"--timeout", "-1"},
+		{"--handshake-timeout", "-1"},
+	} {
+		o, err := parse(append([]string{"--master", "m:1"}, bad...), io.Discard)
+		if err == nil {
+			_, err = o.config()
+		}
+		if err == nil {
+			t.Errorf("%v: accepted", bad)
+		}
+	}
+}
