@@ -46,13 +46,12 @@ func (p *Proxy) accept(conn redcon.Conn) bool {
 
 func (p *Proxy) closed(conn redcon.Conn, err error) {
 	// A detached connection now belongs to a replica session, which counts itself out.
-	if err == nil || err.Error() != "detached" {
-		p.clients.Add(-1)
+	if err != nil && err.Error() == "detached" {
+		return
 	}
-	if err != nil {
-		if tc, ok := conn.NetConn().(*trackedConn); ok && tc.handshakeFailed() {
-			p.log.Warnf("Error accepting a client connection: %v (addr=%s)", err, conn.RemoteAddr())
-		}
+	p.clients.Add(-1)
+	if tc, ok := conn.NetConn().(*trackedConn); ok && err != nil && tc.handshakeFailed() {
+		p.log.Warnf("Error accepting a client connection: %v (addr=%s)", err, conn.RemoteAddr())
 	}
 }
 

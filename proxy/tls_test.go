@@ -211,7 +211,8 @@ func redisCLITLS(port int, args ...string) (string, error) {
 	return strings.TrimSpace(string(out)), err
 }
 
-// Client certificates with tls-auth-clients yes (the default) and optional; redis-cli over TLS.
+// Client certificates with tls-auth-clients yes (the default) and optional, redis-cli over
+// TLS, and tls-client-cert-file on the master link.
 func TestTLSClients(t *testing.T) {
 	certs := newTestCerts(t)
 	_, tlsAddr := startTLSMaster(t, certs)
@@ -236,6 +237,11 @@ func TestTLSClients(t *testing.T) {
 	if out, err := redisCLITLS(q.tlsPort, append(withCert, "PING")...); err != nil || out != "PONG" {
 		t.Fatalf("tls-auth-clients optional, with a certificate: %v %s", err, out)
 	}
+
+	// The master asks for a client certificate (its tls-auth-clients yes): a proxy with only
+	// tls-client-cert-file, and no listener certificate, presents that one.
+	startProxyVia(t, tlsAddr, proxy.Config{TLSReplication: true, TLSCACertFile: certs.ca,
+		TLSClientCertFile: certs.clientCert, TLSClientKeyFile: certs.clientKey})
 }
 
 // A master whose certificate the proxy's CA does not sign is refused: the link never comes up.
