@@ -60,6 +60,22 @@ type Config struct {
 	// BacklogRAMTail is the disk backlog's in-memory tail, from which replicas that keep up
 	// are served. Default backlog.DefaultRAMTail (never more than BacklogSize).
 	BacklogRAMTail int64
+	// Users are ACL-style users of the downstream port besides the default one (whose
+	// password is RequirePass). With users and no RequirePass the default user is off:
+	// clients must AUTH as one of them, and protected mode counts them as passwords.
+	Users []User
+	// TLS, with Redis's option names (see tls.go). TLSCertFile and TLSKeyFile are needed for
+	// a TLSListener; TLSCACertFile verifies replicas' certificates and the master's.
+	TLSCertFile, TLSKeyFile, TLSCACertFile string
+	// TLSClientCertFile and TLSClientKeyFile are presented to the master instead of
+	// TLSCertFile and TLSKeyFile when set.
+	TLSClientCertFile, TLSClientKeyFile string
+	// TLSAuthClients is TLSAuthYes (default), TLSAuthNo or TLSAuthOptional: whether TLS
+	// clients must present a certificate signed by a CA of TLSCACertFile.
+	TLSAuthClients string
+	// TLSReplication makes the link to the master use TLS (Redis tls-replication).
+	TLSReplication bool
+
 	// Logger receives the log. Default: a no-op logger.
 	Logger *zap.Logger
 

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"io"
 	"net"
 	"sync/atomic"
@@ -74,12 +75,43 @@ func (c *trackedConn) becomeReplica() {
 }
 
 // ReadFrom hands io.Copy to the TCP connection so that copying from an *os.File (or an
-// io.LimitedReader around one) uses sendfile.
+// io.LimitedReader around one) uses sendfile. A TLS connection must encrypt every byte, so
+// it gets plain Writes.
 func (c *trackedConn) ReadFrom(r io.Reader) (int64, error) {
-	if rf, ok := c.Conn.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
+	if tcp, ok := c.rawTCP(); ok {
+		return tcp.ReadFrom(r)
 	}
 	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+}
+
+// rawTCP returns the TCP socket when the connection is plain TCP, the only case where the
+// fast paths may touch the socket directly (sendfile, writev, raw fd writes and reads). On a
+// TLS connection they would send plaintext or read ciphertext.
+func (c *trackedConn) rawTCP() (*net.TCPConn, bool) {
+	tcp, ok := c.Conn.(*net.TCPConn)
+	return tcp, ok
+}
+
+// isTLS reports whether the connection speaks TLS.
+func (c *trackedConn) isTLS() bool {
+	_, ok := c.Conn.(*tls.Conn)
+	return ok
+}
+
+// handshakeFailed reports whether this is a TLS connection whose handshake did not complete.
+func (c *trackedConn) handshakeFailed() bool {
+	t, ok := c.Conn.(*tls.Conn)
+	return ok && !t.ConnectionState().HandshakeComplete
+}
+
+// Close closes a TLS connection's socket without a close_notify alert, which could wait for
+// a full socket buffer while the caller holds locks (kickReplicasLocked). Redis does not
+// send one either.
+func (c *trackedConn) Close() error {
+	if t, ok := c.Conn.(*tls.Conn); ok {
+		return t.NetConn().Close()
+	}
+	return c.Conn.Close()
 }
 
 // trackedListener wraps every accepted connection in a trackedConn that frames and bounds

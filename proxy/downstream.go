@@ -9,9 +9,12 @@ import (
 
 // client is the per-connection state of a downstream connection before it becomes a replica.
 type client struct {
-	id     int64
-	conn   *trackedConn
-	authed bool
+	id   int64
+	conn *trackedConn
+	user *account // nil until AUTH when a password is required
+	// denied is a TLS client refused by protected mode: it gets -DENIED on its first command,
+	// because the accept callback must not wait for a TLS handshake.
+	denied bool
 	// What the peer said with REPLCONF, as Redis records it for a future replica.
 	listeningPort int
 	ipAddress     string
@@ -22,7 +25,7 @@ type client struct {
 
 const protectedModeMsg = "DENIED psync-proxy is running in protected mode because protected mode is enabled and no password is set. " +
 	"In this mode connections are only accepted from the loopback interface. " +
-	"To accept others, set a password with --requirepass, or disable protected mode with --protected-mode no."
+	"To accept others, set a password with --requirepass or add users with --user, or disable protected mode with --protected-mode no."
 
 func (p *Proxy) accept(conn redcon.Conn) bool {
 	p.stats.connections.Add(1)
@@ -30,32 +33,49 @@ func (p *Proxy) accept(conn redcon.Conn) bool {
 	if !p.admitClient(tc) {
 		return false
 	}
-	if p.cfg.ProtectedMode && p.cfg.RequirePass == "" && !isLoopback(conn.RemoteAddr()) {
+	c := &client{id: p.nextID.Add(1), conn: tc, user: p.auth.initial()}
+	if p.cfg.ProtectedMode && !p.auth.required && !isLoopback(conn.RemoteAddr()) {
 		p.stats.rejected.Add(1)
-		tc.Write([]byte("-" + protectedModeMsg + "\r\n"))
-		return false
+		if !tc.isTLS() {
+			tc.Write([]byte("-" + protectedModeMsg + "\r\n"))
+			return false
+		}
+		c.denied = true
 	}
 	p.clients.Add(1)
-	conn.SetContext(&client{id: p.nextID.Add(1), conn: tc, authed: p.cfg.RequirePass == ""})
+	conn.SetContext(c)
 	return true
 }
 
 func (p *Proxy) closed(conn redcon.Conn, err error) {
 	// A detached connection now belongs to a replica session, which counts itself out.
-	if err == nil || err.Error() != "detached" {
-		p.clients.Add(-1)
-		p.logClientTimeout(conn, err)
+	if err != nil && err.Error() == "detached" {
+		return
 	}
+	p.clients.Add(-1)
+	if tc, ok := conn.NetConn().(*trackedConn); ok && err != nil && tc.handshakeFailed() {
+		p.log.Warnf("Error accepting a client connection: %v (addr=%s)", err, conn.RemoteAddr())
+		return
+	}
+	p.logClientTimeout(conn, err)
 }
 
 // handle runs one downstream command. Replies are queued and flushed by redcon per pipeline.
 func (p *Proxy) handle(conn redcon.Conn, cmd redcon.Command) {
 	c := conn.Context().(*client)
-	defer func() { c.conn.commandDone(c.authed) }()
+	defer func() { c.conn.commandDone(c.user != nil) }()
 	name := strings.ToLower(string(cmd.Args[0]))
 	args := cmd.Args[1:]
-	if !c.authed && name != "auth" && name != "quit" && name != "hello" {
+	if c.denied {
+		conn.WriteError(protectedModeMsg)
+		conn.Close()
+		return
+	}
+	if c.user == nil && name != "auth" && name != "quit" && name != "hello" {
 		conn.WriteError("NOAUTH Authentication required.")
+		return
+	}
+	if c.user != nil && !permitted(conn, c, name, args) {
 		return
 	}
 	switch name {
@@ -125,78 +145,6 @@ func truncate(s string, n int) string {
 		return s[:n] + "..."
 	}
 	return s
-}
-
-func (p *Proxy) cmdAuth(conn redcon.Conn, c *client, args [][]byte) {
-	var pass string
-	switch len(args) {
-	case 1:
-		pass = string(args[0])
-	case 2:
-		// Only the default user exists, as in Redis with requirepass and no ACL file.
-		if string(args[0]) != "default" {
-			conn.WriteError("WRONGPASS invalid username-password pair or user is disabled.")
-			return
-		}
-		pass = string(args[1])
-	default:
-		wrongArity(conn, "auth")
-		return
-	}
-	if p.cfg.RequirePass == "" {
-		conn.WriteError("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
-		return
-	}
-	if pass != p.cfg.RequirePass {
-		conn.WriteError("WRONGPASS invalid username-password pair or user is disabled.")
-		return
-	}
-	c.authed = true
-	conn.WriteString("OK")
-}
-
-// cmdHello speaks RESP2 only: HELLO 3 gets -NOPROTO so clients fall back, as they do with Redis 5.
-func (p *Proxy) cmdHello(conn redcon.Conn, c *client, args [][]byte) {
-	if len(args) > 0 {
-		v, err := strconv.Atoi(string(args[0]))
-		if err != nil {
-			conn.WriteError("ERR Protocol version is not an integer or out of range")
-			return
-		}
-		if v != 2 {
-			conn.WriteError("NOPROTO unsupported protocol version")
-			return
-		}
-		for i := 1; i < len(args); i++ {
-			if strings.EqualFold(string(args[i]), "auth") && i+2 < len(args) {
-				if p.cfg.RequirePass != "" && string(args[i+2]) != p.cfg.RequirePass {
-					conn.WriteError("WRONGPASS invalid username-password pair or user is disabled.")
-					return
-				}
-				c.authed = true
-				i += 2
-			}
-		}
-	}
-	if !c.authed {
-		conn.WriteError("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
-		return
-	}
-	conn.WriteArray(14)
-	conn.WriteBulkString("server")
-	conn.WriteBulkString("psync-proxy")
-	conn.WriteBulkString("version")
-	conn.WriteBulkString(Version)
-	conn.WriteBulkString("proto")
-	conn.WriteInt(2)
-	conn.WriteBulkString("id")
-	conn.WriteInt64(c.id)
-	conn.WriteBulkString("mode")
-	conn.WriteBulkString("standalone")
-	conn.WriteBulkString("role")
-	conn.WriteBulkString("replica")
-	conn.WriteBulkString("modules")
-	conn.WriteArray(0)
 }
 
 func (p *Proxy) cmdClient(conn redcon.Conn, c *client, args [][]byte) {

@@ -22,6 +22,10 @@ type testProxy struct {
 	port   int
 	cancel context.CancelFunc
 	done   chan error
+
+	// tlsPort is the TLS listener's port, started beside the plain one when cfg has
+	// TLSCertFile (tls_test.go); 0 otherwise.
+	tlsPort int
 }
 
 // startProxy runs a proxy replicating master with cfg's other fields (Dir defaults to a
@@ -89,9 +93,13 @@ func (tp *testProxy) start(port int) {
 	if err != nil {
 		tp.t.Fatalf("proxy.New: %v", err)
 	}
+	lns := []net.Listener{ln}
+	if tp.cfg.TLSCertFile != "" {
+		lns = append(lns, tp.listenTLS(p))
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	tp.cancel, tp.done = cancel, make(chan error, 1)
-	go func() { tp.done <- p.Serve(ctx, ln) }()
+	go func() { tp.done <- p.Serve(ctx, lns...) }()
 }
 
 // stop ends the proxy and waits until every goroutine it started has returned.
@@ -125,6 +133,10 @@ func (tp *testProxy) do(args ...string) string {
 	defer c.Close()
 	if tp.cfg.RequirePass != "" {
 		if _, err := c.Do("AUTH", tp.cfg.RequirePass); err != nil {
+			tp.t.Fatalf("AUTH: %v", err)
+		}
+	} else if len(tp.cfg.Users) > 0 {
+		if _, err := c.Do("AUTH", tp.cfg.Users[0].Name, tp.cfg.Users[0].Password); err != nil {
 			tp.t.Fatalf("AUTH: %v", err)
 		}
 	}

@@ -116,7 +116,7 @@ func (p *Proxy) admitClient(tc *trackedConn) bool {
 		return false
 	}
 	if in := tc.in; in != nil {
-		in.authed.Store(p.cfg.RequirePass == "")
+		in.authed.Store(!p.auth.required)
 		if p.cfg.HandshakeTimeout > 0 {
 			in.handshakeBy.Store(time.Now().Add(p.cfg.HandshakeTimeout).UnixNano())
 		}

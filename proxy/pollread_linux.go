@@ -19,18 +19,19 @@ import (
 // so the kernel wakes this very thread when bytes arrive, as it wakes a C relay. On this
 // kind of VM the netpoller's wake-up costs about 10 µs per hop more (measured with relays).
 // Together with the inline fan-out, a byte from the master then reaches a caught-up replica
-// with no goroutine wake-up at all.
+// with no goroutine wake-up at all. A TLS link is read through its tls.Conn instead: the
+// socket carries ciphertext.
 func upstreamReader(conn *trackedConn, timeout time.Duration) (io.Reader, func(), bool) {
-	sc, ok := conn.Conn.(syscall.Conn)
+	tcp, ok := conn.rawTCP()
 	if !ok {
 		return nil, nil, false
 	}
-	raw, err := sc.SyscallConn()
+	raw, err := tcp.SyscallConn()
 	if err != nil {
 		return nil, nil, false
 	}
 	// RawConn.Read fails once the poller's read deadline passes; this reader keeps time itself.
-	if err := conn.Conn.SetReadDeadline(time.Time{}); err != nil {
+	if err := tcp.SetReadDeadline(time.Time{}); err != nil {
 		return nil, nil, false
 	}
 	runtime.LockOSThread()

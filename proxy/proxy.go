@@ -6,6 +6,7 @@ package proxy
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -70,6 +71,10 @@ type Proxy struct {
 	upConn         net.Conn // the current upstream connection, closed to force a resync
 	closing        bool     // set once Serve is ending: no new goroutines
 
+	auth      *authenticator
+	serverTLS *tls.Config // the TLS listener's configuration; nil without tls-cert-file
+	clientTLS *tls.Config // the master link's, with tls-replication; nil otherwise
+
 	stats    stats
 	fast     atomic.Pointer[[]*replica] // streaming replicas the upstream may write to inline
 	kick     chan struct{}              // wakes the refresher (see requestRefreshLocked)
@@ -109,6 +114,13 @@ func New(cfg Config) (*Proxy, error) {
 	if err := cfg.applyDefaults(); err != nil {
 		return nil, err
 	}
+	if err := checkUsers(cfg.Users); err != nil {
+		return nil, err
+	}
+	serverTLS, clientTLS, err := cfg.tlsConfigs()
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("proxy: data directory: %w", err)
 	}
@@ -123,6 +135,9 @@ func New(cfg Config) (*Proxy, error) {
 		changed:   make(chan struct{}),
 		kick:      make(chan struct{}, 1),
 		replicas:  make(map[*replica]struct{}),
+		auth:      newAuthenticator(cfg.RequirePass, cfg.Users),
+		serverTLS: serverTLS,
+		clientTLS: clientTLS,
 	}
 	if cfg.MaxConcurrentFullSyncs > 0 {
 		p.admit = newAdmission(cfg.MaxConcurrentFullSyncs)
@@ -149,9 +164,13 @@ func New(cfg Config) (*Proxy, error) {
 	return p, nil
 }
 
-// Serve accepts replicas on ln and follows the master until ctx ends or a client sends
-// SHUTDOWN. It closes ln and returns after every goroutine it started has ended.
-func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
+// Serve accepts replicas on every listener (at least one: plain TCP, or TLS from
+// TLSListener) and follows the master until ctx ends or a client sends SHUTDOWN. It closes
+// the listeners and returns after every goroutine it started has ended.
+func (p *Proxy) Serve(ctx context.Context, lns ...net.Listener) error {
+	if len(lns) == 0 {
+		return errors.New("proxy: Serve needs a listener")
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	p.mu.Lock()
@@ -162,15 +181,24 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	p.ctx, p.shutdown = ctx, cancel
 	p.mu.Unlock()
 	if p.cfg.AnnouncePort == 0 {
-		if a, ok := ln.Addr().(*net.TCPAddr); ok {
-			p.cfg.AnnouncePort = a.Port
-		}
+		p.cfg.AnnouncePort = p.announcePort(lns)
 	}
-	srv := redcon.NewServer("", p.handle, p.accept, p.closed)
-	errc := make(chan error, 1)
+	// One redcon server per listener, each with its accept goroutine; errc gets one result
+	// from each.
+	srvs := make([]*redcon.Server, len(lns))
+	errc := make(chan error, len(lns))
 	lim := &inputLimits{maxBulk: p.cfg.ProtoMaxBulkLen, maxQuery: p.cfg.ClientQueryBufferLimit,
 		log: p.log, overflow: &p.stats.queryBufLimit}
-	go func() { errc <- srv.Serve(trackedListener{ln, lim}) }()
+	for i, ln := range lns {
+		srvs[i] = redcon.NewServer("", p.handle, p.accept, p.closed)
+		go func() {
+			err := srvs[i].Serve(trackedListener{ln, lim})
+			if err != nil {
+				err = fmt.Errorf("proxy: serve %s: %w", ln.Addr(), err)
+			}
+			errc <- err
+		}()
+	}
 	// closing is still false here, so Serve's Wait below cannot race this Add.
 	p.wg.Add(2)
 	go func() {
@@ -181,13 +209,23 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 		defer p.wg.Done()
 		p.runRefresher(ctx)
 	}()
-	p.log.Infof("Ready to accept replicas on %s, master %s", ln.Addr(), p.cfg.MasterAddr)
+	for _, ln := range lns {
+		kind := ""
+		if _, ok := ln.(tlsListener); ok {
+			kind = " (TLS)"
+		}
+		p.log.Infof("Ready to accept replicas on %s%s, master %s", ln.Addr(), kind, p.cfg.MasterAddr)
+	}
 
 	var err error
+	pending := len(lns)
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
-		err = fmt.Errorf("proxy: serve %s: %w", ln.Addr(), err)
+		pending--
+		if err == nil {
+			err = errors.New("proxy: a listener stopped")
+		}
 	}
 	p.mu.Lock()
 	p.closing = true
@@ -197,8 +235,11 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	p.mu.Unlock()
 	cancel()
-	srv.Close()
-	if err == nil {
+	for i, srv := range srvs {
+		srv.Close()
+		lns[i].Close() // in case srv.Serve had not started: its Accept then fails at once
+	}
+	for ; pending > 0; pending-- {
 		<-errc
 	}
 	p.wg.Wait()
@@ -215,6 +256,23 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	p.mu.Unlock()
 	p.log.Info("psync-proxy is now ready to exit, bye bye...")
 	return err
+}
+
+// announcePort is the port sent upstream with REPLCONF listening-port, as Redis picks it:
+// the TLS listener's with tls-replication, else the plain one's.
+func (p *Proxy) announcePort(lns []net.Listener) int {
+	port := 0
+	for _, ln := range lns {
+		a, ok := ln.Addr().(*net.TCPAddr)
+		if !ok {
+			continue
+		}
+		_, isTLS := ln.(tlsListener)
+		if port == 0 || isTLS == (p.clientTLS != nil) {
+			port = a.Port
+		}
+	}
+	return port
 }
 
 // notifyLocked wakes every session waiting for a state change. Caller holds mu.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -172,10 +171,9 @@ func (p *Proxy) refreshSnapshot(ctx context.Context) error {
 // fetchSnapshot runs the refresh connection: handshake, REPLCONF rdb-only, PSYNC ? -1, and
 // the RDB into a checked temporary file. It returns the snapshot, not yet installed.
 func (p *Proxy) fetchSnapshot(ctx context.Context) (*snapshot, error) {
-	d := net.Dialer{Timeout: p.timeout()}
-	raw, err := d.DialContext(ctx, "tcp", p.cfg.MasterAddr)
+	raw, err := p.dialMaster(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("connect to master: %w", err)
+		return nil, err
 	}
 	conn := newTrackedConn(raw)
 	conn.setIdleTimeout(p.timeout())

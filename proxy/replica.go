@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/tidwall/redcon"
@@ -481,8 +480,10 @@ func (p *Proxy) goOnline(r *replica, req syncRequest) {
 func (p *Proxy) stream(ctx context.Context, r *replica, cur backlog.StreamCursor) error {
 	const streamWrite = 1 << 20
 	f := &r.fast
-	if sc, ok := r.conn.Conn.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
+	// Inline writes go to the raw socket, so only plain TCP replicas get them; a TLS
+	// replica's bytes all pass through its tls.Conn from this goroutine.
+	if tcp, ok := r.conn.rawTCP(); ok {
+		if raw, err := tcp.SyscallConn(); err == nil {
 			f.mu.Lock()
 			f.cur, f.raw = cur, raw
 			f.mu.Unlock()
@@ -513,6 +514,8 @@ func (p *Proxy) stream(ctx context.Context, r *replica, cur backlog.StreamCursor
 		f.mu.Unlock()
 		// Not idle, so the cursor is ours alone until the next wait.
 		r.conn.SetWriteDeadline(time.Now().Add(p.timeout()))
+		// On plain TCP the cursor writes with writev or sendfile; a *tls.Conn offers
+		// neither, so the cursor falls back to Write, which encrypts.
 		n, err := cur.WriteTo(ctx, r.conn.Conn, streamWrite)
 		p.stats.netReplOut.Add(n)
 		if err != nil {

@@ -91,10 +91,9 @@ func (u *upstream) syncOnce(ctx context.Context) (streamed bool, err error) {
 	p := u.p
 	p.setLinkState("connecting")
 	p.log.Infof("Connecting to MASTER %s", p.cfg.MasterAddr)
-	d := net.Dialer{Timeout: p.timeout()}
-	raw, err := d.DialContext(ctx, "tcp", p.cfg.MasterAddr)
+	raw, err := p.dialMaster(ctx)
 	if err != nil {
-		return false, fmt.Errorf("connect to master: %w", err)
+		return false, err
 	}
 	conn := newTrackedConn(raw)
 	conn.lastIO = &p.link.lastIO

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -45,6 +46,14 @@ type options struct {
 	maxClients                     int
 	protoMaxBulkLen, queryBufLimit string
 	timeout, handshakeTimeout      int
+
+	// Users and TLS (Redis's tls-* names).
+	users                          []string
+	usersFile                      string
+	tlsPort                        string
+	tlsCert, tlsKey, tlsCA         string
+	tlsClientCert, tlsClientKey    string
+	tlsAuthClients, tlsReplication string
 }
 
 func parse(args []string, stderr io.Writer) (*options, error) {
@@ -83,6 +92,19 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "`level`: debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "console", "`format`: console or json")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	fs.Func("user", "an ACL-style `name:password:perms` user (repeatable); perms: replication, noreplication, admin, comma-separated (also $PSYNC_PROXY_USERS, one a line)", func(v string) error {
+		o.users = append(o.users, v)
+		return nil
+	})
+	fs.StringVar(&o.usersFile, "users-file", "", "`file` of users, one name:password:perms a line (# comments), to keep passwords out of ps")
+	fs.StringVar(&o.tlsPort, "tls-port", "", "`port` (or host:port) of a TLS listener, on --listen's host; --listen with port 0 turns plain TCP off")
+	fs.StringVar(&o.tlsCert, "tls-cert-file", "", "`file`: the proxy's X.509 certificate (PEM), also its client certificate to the master")
+	fs.StringVar(&o.tlsKey, "tls-key-file", "", "`file`: the private key of --tls-cert-file (PEM)")
+	fs.StringVar(&o.tlsCA, "tls-ca-cert-file", "", "`file`: CA certificates (PEM) that verify replicas' client certificates and the master's certificate")
+	fs.StringVar(&o.tlsClientCert, "tls-client-cert-file", "", "`file`: client certificate for the master link, instead of --tls-cert-file")
+	fs.StringVar(&o.tlsClientKey, "tls-client-key-file", "", "`file`: the private key of --tls-client-cert-file")
+	fs.StringVar(&o.tlsAuthClients, "tls-auth-clients", "yes", "`yes|no|optional`: whether TLS clients must present a certificate signed by --tls-ca-cert-file")
+	fs.StringVar(&o.tlsReplication, "tls-replication", "no", "`yes|no`: connect to the master with TLS")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -97,6 +119,63 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 		o.reqPass = os.Getenv("PSYNC_PROXY_REQUIREPASS")
 	}
 	return o, nil
+}
+
+// userList gathers --user, --users-file and $PSYNC_PROXY_USERS.
+func (o *options) userList() ([]proxy.User, error) {
+	var users []proxy.User
+	for _, v := range o.users {
+		u, err := proxy.ParseUser(v)
+		if err != nil {
+			return nil, fmt.Errorf("--user: %w", err)
+		}
+		users = append(users, u)
+	}
+	if o.usersFile != "" {
+		b, err := os.ReadFile(o.usersFile)
+		if err != nil {
+			return nil, fmt.Errorf("--users-file: %w", err)
+		}
+		more, err := proxy.ParseUsers(string(b))
+		if err != nil {
+			return nil, fmt.Errorf("--users-file %s: %w", o.usersFile, err)
+		}
+		users = append(users, more...)
+	}
+	if env := os.Getenv("PSYNC_PROXY_USERS"); env != "" {
+		more, err := proxy.ParseUsers(env)
+		if err != nil {
+			return nil, fmt.Errorf("$PSYNC_PROXY_USERS: %w", err)
+		}
+		users = append(users, more...)
+	}
+	return users, nil
+}
+
+// listenAddrs returns the plain and TLS addresses to listen on; "" for none. --listen with
+// port 0 turns plain TCP off, as Redis's port 0; --tls-port alone is a port on its host.
+func (o *options) listenAddrs() (plain, secure string, err error) {
+	host, port, err := net.SplitHostPort(o.listen)
+	if err != nil {
+		return "", "", fmt.Errorf("--listen: %w", err)
+	}
+	if port != "0" {
+		plain = o.listen
+	}
+	switch {
+	case o.tlsPort == "" || o.tlsPort == "0":
+	case strings.Contains(o.tlsPort, ":"):
+		secure = o.tlsPort
+	default:
+		secure = net.JoinHostPort(host, o.tlsPort)
+	}
+	if plain == "" && secure == "" {
+		return "", "", errors.New("no listener: --listen has port 0 and no --tls-port is set")
+	}
+	if secure != "" && o.tlsCert == "" {
+		return "", "", errors.New("--tls-port needs --tls-cert-file and --tls-key-file")
+	}
+	return plain, secure, nil
 }
 
 func newLogger(level, format string) (*zap.Logger, error) {
@@ -152,7 +231,7 @@ func run(args []string, stderr io.Writer) int {
 		log.Error("Cannot start", zap.Error(err))
 		return 1
 	}
-	ln, err := net.Listen("tcp", o.listen)
+	lns, err := listen(p, o)
 	if err != nil {
 		log.Error("Cannot listen", zap.Error(err))
 		return 1
@@ -160,11 +239,42 @@ func run(args []string, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	log.Sugar().Infof("psync-proxy %s starting, pid %d", proxy.Version, os.Getpid())
-	if err := p.Serve(ctx, ln); err != nil {
+	if err := p.Serve(ctx, lns...); err != nil {
 		log.Error("Stopped", zap.Error(err))
 		return 1
 	}
 	return 0
+}
+
+// listen opens the plain and TLS listeners the options ask for.
+func listen(p *proxy.Proxy, o *options) ([]net.Listener, error) {
+	plain, secure, err := o.listenAddrs()
+	if err != nil {
+		return nil, err
+	}
+	var lns []net.Listener
+	if plain != "" {
+		ln, err := net.Listen("tcp", plain)
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, ln)
+	}
+	if secure != "" {
+		ln, err := net.Listen("tcp", secure)
+		if err == nil {
+			var tln net.Listener
+			if tln, err = p.TLSListener(ln); err == nil {
+				return append(lns, tln), nil
+			}
+			ln.Close()
+		}
+		for _, l := range lns {
+			l.Close()
+		}
+		return nil, fmt.Errorf("--tls-port: %w", err)
+	}
+	return lns, nil
 }
 
 func (o *options) config() (proxy.Config, error) {
@@ -224,6 +334,21 @@ func (o *options) config() (proxy.Config, error) {
 	if err != nil {
 		return proxy.Config{}, err
 	}
+	if _, _, err := o.listenAddrs(); err != nil {
+		return proxy.Config{}, err
+	}
+	users, err := o.userList()
+	if err != nil {
+		return proxy.Config{}, err
+	}
+	var tlsRepl bool
+	switch o.tlsReplication {
+	case "yes":
+		tlsRepl = true
+	case "no":
+	default:
+		return proxy.Config{}, fmt.Errorf("--tls-replication must be yes or no, not %q", o.tlsReplication)
+	}
 	return proxy.Config{
 		MasterAddr:    o.master,
 		Dir:           o.dir,
@@ -250,6 +375,14 @@ func (o *options) config() (proxy.Config, error) {
 		ClientQueryBufferLimit: limits.ClientQueryBufferLimit,
 		Timeout:                limits.Timeout,
 		HandshakeTimeout:       limits.HandshakeTimeout,
+		Users:                  users,
+		TLSCertFile:            o.tlsCert,
+		TLSKeyFile:             o.tlsKey,
+		TLSCACertFile:          o.tlsCA,
+		TLSClientCertFile:      o.tlsClientCert,
+		TLSClientKeyFile:       o.tlsClientKey,
+		TLSAuthClients:         o.tlsAuthClients,
+		TLSReplication:         tlsRepl,
 	}, nil
 }
 

@@ -2,6 +2,8 @@ package main
 
 import (
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -107,6 +109,53 @@ func TestClientLimitOptions(t *testing.T) {
 		{"--handshake-timeout", "-1"},
 	} {
 		o, err := parse(append([]string{"--master", "m:1"}, bad...), io.Discard)
+		if err == nil {
+			_, err = o.config()
+		}
+		if err == nil {
+			t.Errorf("%v: accepted", bad)
+		}
+	}
+}
+
+func TestAuthAndTLSOptions(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "users")
+	if err := os.WriteFile(file, []byte("# replicas\nfile:f:replication\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PSYNC_PROXY_USERS", "env:e:noreplication")
+	o, err := parse([]string{"--master", "m:1", "--user", "repl:s:replication", "--user", "ops:o:noreplication,admin",
+		"--users-file", file, "--listen", "0.0.0.0:0", "--tls-port", "6390", "--tls-cert-file", "c", "--tls-key-file", "k",
+		"--tls-ca-cert-file", "ca", "--tls-auth-clients", "optional", "--tls-replication", "yes"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := o.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, u := range cfg.Users {
+		names = append(names, u.Name)
+	}
+	if strings.Join(names, ",") != "repl,ops,file,env" || !cfg.Users[0].Replication || cfg.Users[1].Replication || !cfg.Users[1].Admin {
+		t.Fatalf("users %+v", cfg.Users)
+	}
+	if cfg.TLSCertFile != "c" || cfg.TLSKeyFile != "k" || cfg.TLSCACertFile != "ca" || cfg.TLSAuthClients != "optional" || !cfg.TLSReplication {
+		t.Fatalf("TLS config %+v", cfg)
+	}
+	if plain, secure, err := o.listenAddrs(); err != nil || plain != "" || secure != "0.0.0.0:6390" {
+		t.Fatalf("listeners %q %q %v; want no plain one (port 0) and TLS on 0.0.0.0:6390", plain, secure, err)
+	}
+	t.Setenv("PSYNC_PROXY_USERS", "")
+	for _, bad := range [][]string{
+		{"--master", "m:1", "--user", "nopermissions:pw"},
+		{"--master", "m:1", "--tls-replication", "maybe"},
+		{"--master", "m:1", "--tls-port", "6390"},                      // no certificate
+		{"--master", "m:1", "--listen", "127.0.0.1:0"},                 // no listener at all
+		{"--master", "m:1", "--users-file", filepath.Join(file, "no")}, // missing file
+	} {
+		o, err := parse(bad, io.Discard)
 		if err == nil {
 			_, err = o.config()
 		}

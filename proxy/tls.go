@@ -1,0 +1,164 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+)
+
+// TLS follows Redis's options: tls-cert-file and tls-key-file are the proxy's certificate,
+// tls-ca-cert-file the CAs that verify both replicas' client certificates and the master's
+// certificate, tls-auth-clients whether replicas must present one, tls-replication whether
+// the master link uses TLS. As in Redis, the master's certificate is checked against the CAs
+// but not against its host name, and the proxy's own certificate is its client certificate
+// unless tls-client-cert-file is set.
+
+// TLS client-certificate policies (tls-auth-clients).
+const (
+	TLSAuthYes      = "yes"
+	TLSAuthNo       = "no"
+	TLSAuthOptional = "optional"
+)
+
+// tlsConfigs builds the server and client TLS configurations cfg asks for; either is nil when
+// unused. The files are read once, at start.
+func (c *Config) tlsConfigs() (server, client *tls.Config, err error) {
+	switch c.TLSAuthClients {
+	case "":
+		c.TLSAuthClients = TLSAuthYes
+	case TLSAuthYes, TLSAuthNo, TLSAuthOptional:
+	default:
+		return nil, nil, fmt.Errorf("proxy: tls-auth-clients must be yes, no or optional, not %q", c.TLSAuthClients)
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return nil, nil, errors.New("proxy: tls-cert-file and tls-key-file go together")
+	}
+	if (c.TLSClientCertFile == "") != (c.TLSClientKeyFile == "") {
+		return nil, nil, errors.New("proxy: tls-client-cert-file and tls-client-key-file go together")
+	}
+	serving := c.TLSCertFile != ""
+	if !serving && !c.TLSReplication {
+		return nil, nil, nil
+	}
+	var pool *x509.CertPool
+	if c.TLSCACertFile != "" {
+		pem, err := os.ReadFile(c.TLSCACertFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("proxy: tls-ca-cert-file: %w", err)
+		}
+		pool = x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, nil, fmt.Errorf("proxy: tls-ca-cert-file %s: no PEM certificate in it", c.TLSCACertFile)
+		}
+	} else if c.TLSReplication || (serving && c.TLSAuthClients != TLSAuthNo) {
+		return nil, nil, errors.New("proxy: tls-ca-cert-file must be specified when tls-replication or tls-auth-clients are enabled")
+	}
+	var own tls.Certificate
+	if serving {
+		if own, err = tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile); err != nil {
+			return nil, nil, fmt.Errorf("proxy: tls-cert-file/tls-key-file: %w", err)
+		}
+		server = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{own}, ClientCAs: pool}
+		switch c.TLSAuthClients {
+		case TLSAuthYes:
+			server.ClientAuth = tls.RequireAndVerifyClientCert
+		case TLSAuthOptional:
+			server.ClientAuth = tls.VerifyClientCertIfGiven
+		}
+	}
+	if c.TLSReplication {
+		client = &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			// The chain is verified in VerifyConnection, without the host name (see above).
+			InsecureSkipVerify: true,
+			VerifyConnection:   verifyChain(pool),
+		}
+		switch {
+		case c.TLSClientCertFile != "":
+			cc, err := tls.LoadX509KeyPair(c.TLSClientCertFile, c.TLSClientKeyFile)
+			if err != nil {
+				return nil, nil, fmt.Errorf("proxy: tls-client-cert-file/tls-client-key-file: %w", err)
+			}
+			client.Certificates = []tls.Certificate{cc}
+		case serving:
+			client.Certificates = []tls.Certificate{own}
+		}
+	}
+	return server, client, nil
+}
+
+// verifyChain checks the master's certificate chain against roots, as OpenSSL's
+// SSL_VERIFY_PEER does for Redis: a trusted chain, valid now, fit for a server.
+func verifyChain(roots *x509.CertPool) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("tls: the master presented no certificate")
+		}
+		inter := x509.NewCertPool()
+		for _, c := range cs.PeerCertificates[1:] {
+			inter.AddCert(c)
+		}
+		_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{
+			Roots:         roots,
+			Intermediates: inter,
+			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		})
+		if err != nil {
+			return fmt.Errorf("tls: the master's certificate: %w", err)
+		}
+		return nil
+	}
+}
+
+// TLSListener wraps ln so that the proxy speaks TLS on it (Redis's tls-port), with the
+// certificate and client policy of its Config. Pass the result to Serve.
+func (p *Proxy) TLSListener(ln net.Listener) (net.Listener, error) {
+	if p.serverTLS == nil {
+		return nil, errors.New("proxy: a TLS listener needs tls-cert-file and tls-key-file")
+	}
+	return tlsListener{ln, p.serverTLS}, nil
+}
+
+// tlsListener accepts TLS connections. The handshake runs on the connection's first read or
+// write, in its own goroutine, so a slow or silent peer never holds up Accept.
+type tlsListener struct {
+	net.Listener
+	cfg *tls.Config
+}
+
+func (l tlsListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return tls.Server(c, l.cfg), nil
+}
+
+// dialMaster connects to the master, over TLS with tls-replication, within repl-timeout.
+func (p *Proxy) dialMaster(ctx context.Context) (net.Conn, error) {
+	d := net.Dialer{Timeout: p.timeout()}
+	raw, err := d.DialContext(ctx, "tcp", p.cfg.MasterAddr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to master: %w", err)
+	}
+	if p.clientTLS == nil {
+		return raw, nil
+	}
+	cfg := p.clientTLS
+	if host, _, _ := net.SplitHostPort(p.cfg.MasterAddr); net.ParseIP(host) == nil {
+		cfg = cfg.Clone()
+		cfg.ServerName = host // SNI only: the name is not verified
+	}
+	tc := tls.Client(raw, cfg)
+	hctx, cancel := context.WithTimeout(ctx, p.timeout())
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("TLS handshake with master: %w", err)
+	}
+	return tc, nil
+}
