@@ -5,6 +5,7 @@ package proxy_test
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -33,8 +34,8 @@ const faultReplTimeout = 5
 // among them by index).
 func faultKinds() []string {
 	return []string{
-		"master-cut", "master-stall", "master-delay", "master-throttle", "master-slice", "master-pause",
-		"replica-cut", "replica-stall", "replica-delay", "replica-throttle", "replica-slice", "replica-restart",
+		"master-cut", "master-stall", "master-delay", "master-throttle", "master-slice", "master-truncate", "master-pause",
+		"replica-cut", "replica-stall", "replica-delay", "replica-throttle", "replica-slice", "replica-truncate", "replica-restart",
 		"proxy-kill",
 	}
 }
@@ -42,8 +43,8 @@ func faultKinds() []string {
 // TestFaultInjection runs a master under redis-benchmark load, the proxy binary (disk backlog)
 // reaching it through a fault-injecting TCP proxy, and three replicas each reaching the proxy
 // through their own. For PSYNC_PROXY_FAULT_DURATION (2 minutes by default) it injects one
-// fault at a time, picked by a seeded generator: links cut, stalled, delayed, throttled and
-// sliced into small segments; replicas killed with SIGKILL (after a SAVE or not) or shut down
+// fault at a time, picked by a seeded generator: links cut, stalled, delayed, throttled,
+// sliced into small segments, or closed after a random number of bytes; replicas killed with SIGKILL (after a SAVE or not) or shut down
 // with SHUTDOWN SAVE, then restarted from their RDB; the master paused with SIGSTOP past
 // --repl-timeout; the proxy killed with SIGKILL and restarted on its --dir. Then it heals
 // everything, stops the load and requires every replica's DEBUG DIGEST to equal the master's,
@@ -97,6 +98,7 @@ func TestFaultInjection(t *testing.T) {
 	f.writerTxs = writer.txs
 	digest := f.waitConverged(150 * time.Second)
 	t.Logf("replicas verified equal to the master: %d of %d, digest %s", f.equal, len(f.replicas), digest)
+	f.checkProxyView()
 	f.checkLogs()
 }
 
@@ -137,6 +139,25 @@ func (f *faultRun) waitConverged(timeout time.Duration) string {
 		return nil
 	})
 	return digest
+}
+
+// checkProxyView checks that the proxy, once everything has converged, presents the master's
+// replication ID and an offset the master had, with its link up and the three replicas online.
+func (f *faultRun) checkProxyView() {
+	t := f.t
+	before := f.m.Info(t, "replication")
+	pi, err := infoAt(f.px.addr, "replication")
+	if err != nil {
+		t.Fatalf("proxy INFO: %v", err)
+	}
+	after := f.m.Info(t, "replication")
+	off := atoi64(pi["master_repl_offset"])
+	if pi["master_replid"] != before["master_replid"] || off < atoi64(before["master_repl_offset"]) ||
+		off > atoi64(after["master_repl_offset"]) || pi["master_link_status"] != "up" || pi["connected_slaves"] != "3" {
+		t.Errorf("proxy INFO replication: master_replid:%s master_repl_offset:%s master_link_status:%s connected_slaves:%s; master %s at %s..%s",
+			pi["master_replid"], pi["master_repl_offset"], pi["master_link_status"], pi["connected_slaves"],
+			before["master_replid"], before["master_repl_offset"], after["master_repl_offset"])
+	}
 }
 
 func atoi64(s string) int64 {
@@ -250,6 +271,12 @@ func (f *faultRun) inject(kind string) string {
 		size, delay, hold := 64+f.rng.IntN(2048), f.rng.IntN(50), f.between(1, 4)
 		link.toxic("slicer", map[string]any{"average_size": size, "size_variation": size / 2, "delay": delay}, hold)
 		return fmt.Sprintf("%s: %s sliced into ~%d-byte writes %d µs apart for %v", kind, target, size, delay, hold.Round(time.Millisecond))
+	case "truncate":
+		// Every connection through the link carries n bytes, then closes: a handshake, an RDB
+		// transfer or the stream cut at an arbitrary byte, again on each reconnection.
+		n, hold := int(math.Exp(f.rng.Float64()*math.Log(8<<20))), f.between(1, 5)
+		link.toxic("limit_data", map[string]any{"bytes": n}, hold)
+		return fmt.Sprintf("%s: %s connections closed after %d bytes for %v", kind, target, n, hold.Round(time.Millisecond))
 	case "pause":
 		hold := time.Duration(faultReplTimeout)*time.Second + f.between(0.5, 3)
 		pid := f.m.PID()
