@@ -5,6 +5,8 @@ import (
 	"net"
 	"sync/atomic"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // trackedConn, when idle is set, gives every Read a fresh deadline of that length, and records
@@ -15,6 +17,13 @@ type trackedConn struct {
 	net.Conn
 	idle   atomic.Int64  // read timeout in nanoseconds; 0 means none
 	lastIO *atomic.Int64 // unix nanoseconds of the last read that returned bytes; nil: not kept
+	// guard, on downstream connections, checks the client's framing before redcon sees it;
+	// only the connection's one reader uses it. log reports what it stops.
+	guard *requestGuard
+	log   *zap.SugaredLogger
+	// streaming is set once the connection carries a replication stream: from then on
+	// nothing but the master's bytes may be written to it, not even an error reply.
+	streaming atomic.Bool
 }
 
 func newTrackedConn(c net.Conn) *trackedConn {
@@ -29,12 +38,27 @@ func (c *trackedConn) setIdleTimeout(d time.Duration) {
 }
 
 func (c *trackedConn) Read(p []byte) (int, error) {
+	if g := c.guard; g != nil && g.err != nil {
+		// The replies to the whole commands before the error are out: Redis's reply comes
+		// last, and the connection ends.
+		if !c.streaming.Load() {
+			c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+			c.Conn.Write([]byte("-ERR Protocol error: " + g.detail + "\r\n"))
+		}
+		return 0, g.err
+	}
 	if d := c.idle.Load(); d > 0 {
 		c.Conn.SetReadDeadline(time.Now().Add(time.Duration(d)))
 	}
 	n, err := c.Conn.Read(p)
 	if n > 0 && c.lastIO != nil {
 		c.lastIO.Store(time.Now().UnixNano())
+	}
+	if c.guard != nil && n > 0 {
+		if k, gerr := c.guard.feed(p[:n]); gerr != nil {
+			c.log.Infof("Protocol error (%s) from client: addr=%s. Closing the connection", gerr, c.RemoteAddr())
+			return k, err
+		}
 	}
 	return n, err
 }
@@ -48,15 +72,20 @@ func (c *trackedConn) ReadFrom(r io.Reader) (int64, error) {
 	return io.Copy(struct{ io.Writer }{c.Conn}, r)
 }
 
-// trackedListener wraps every accepted connection in a trackedConn.
-type trackedListener struct{ net.Listener }
+// trackedListener wraps every accepted connection in a trackedConn with a requestGuard.
+type trackedListener struct {
+	net.Listener
+	log *zap.SugaredLogger
+}
 
 func (l trackedListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return newTrackedConn(c), nil
+	tc := newTrackedConn(c)
+	tc.guard, tc.log = newRequestGuard(), l.log
+	return tc, nil
 }
 
 // isLoopback reports whether a remote address ("ip:port") is on the loopback interface.

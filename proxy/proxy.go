@@ -167,7 +167,7 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	srv := redcon.NewServer("", p.handle, p.accept, p.closed)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(trackedListener{ln}) }()
+	go func() { errc <- srv.Serve(trackedListener{Listener: ln, log: p.log}) }()
 	// closing is still false here, so Serve's Wait below cannot race this Add.
 	p.wg.Add(2)
 	go func() {

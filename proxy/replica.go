@@ -79,6 +79,7 @@ func (p *Proxy) startReplica(conn redcon.Conn, c *client, req syncRequest) {
 		r.ip = c.ipAddress
 	}
 	dc := conn.Detach()
+	c.conn.streaming.Store(true)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closing {
