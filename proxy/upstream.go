@@ -483,6 +483,7 @@ func (u *upstream) stream(conn *trackedConn, br *bufio.Reader, ring backlog.Back
 
 	ack.publish(u.ackOffset(ring))
 	var src io.Reader = br
+	var getacks []int64 // offsets to answer REPLCONF GETACK with, found in one chunk
 	for {
 		if src == br && br.Buffered() == 0 {
 			// What the handshake left buffered is consumed; read the socket directly from
@@ -506,13 +507,12 @@ func (u *upstream) stream(conn *trackedConn, br *bufio.Reader, ring backlog.Back
 		if n := len(chunk); n > 0 {
 			p.stats.netReplIn.Add(int64(n))
 			var protoErr error
+			getacks = getacks[:0]
 			if u.scanErr == nil {
 				protoErr = u.scan.Feed(chunk, func(c *resp.Command) {
 					if c.Is("REPLCONF", "GETACK") {
 						// Redis answers with the offset before the GETACK's own bytes.
-						if err := ack.send(c.Start - 1); err != nil {
-							conn.Close()
-						}
+						getacks = append(getacks, c.Start-1)
 					}
 				})
 			}
@@ -522,6 +522,12 @@ func (u *upstream) stream(conn *trackedConn, br *bufio.Reader, ring backlog.Back
 			}
 			if err := u.publish(ring, end, ack); err != nil {
 				return err
+			}
+			// Answered once stored and published, like every ACK (invariant 7).
+			for _, off := range getacks {
+				if err := ack.send(off); err != nil {
+					conn.Close()
+				}
 			}
 			if protoErr != nil {
 				return u.protocolError(ring, chunk, protoErr)
