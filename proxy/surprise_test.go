@@ -265,7 +265,8 @@ func TestUpstreamLoading(t *testing.T) {
 }
 
 // A master that is itself a replica with its link down answers PSYNC with -NOMASTERLINK (a
-// real redis-server here). The proxy retries with backoff and syncs once that link is back.
+// real redis-server here). The proxy retries with backoff and syncs once that replica has a
+// master again.
 func TestUpstreamNoMasterLink(t *testing.T) {
 	top := redistest.Start(t)
 	mid := redistest.Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(top.Port))
@@ -280,10 +281,12 @@ func TestUpstreamNoMasterLink(t *testing.T) {
 	if s := p.info("replication")["master_link_status"]; s != "down" {
 		t.Errorf("master_link_status:%s while the master answers -NOMASTERLINK", s)
 	}
-	top.Restart(t)
+	top2 := redistest.Start(t)
+	top2.MustDo(t, "SET", "k2", "v2")
+	mid.ReplicaOf(t, top2.Addr())
 	p.waitLinkUp()
 	r := redistest.Start(t, p.replicaArgs()...)
-	redistest.WaitInSync(t, syncTimeout, top, mid, r)
+	redistest.WaitInSync(t, syncTimeout, top2, mid, r)
 }
 
 // A master with requirepass and a proxy without masterauth: PING's -NOAUTH is accepted, as by
