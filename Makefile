@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/psync-proxy
 PKGS    := ./...
 
-.PHONY: all build deps test vet fuzz bench bench-go demo docker clean
+.PHONY: all build deps test vet fuzz fuzz-ci bench bench-go demo docker clean
 
 all: build
 
@@ -27,12 +27,19 @@ vet:
 test: deps vet
 	$(GO) test -race -count=1 -timeout 18m $(PKGS)
 
-# fuzz runs each fuzz target for FUZZTIME (seed corpora already run in `make test`).
+# fuzz runs each fuzz target for FUZZTIME (seed corpora already run in `make test`);
+# `make fuzz FUZZTIME=10m` is the longer run. fuzz-ci is the short one CI runs after the tests.
 FUZZTIME ?= 30s
+FUZZPKGS := ./resp/ ./proxy/
 fuzz:
-	@for t in $$($(GO) test -list '^Fuzz' ./resp/ | grep ^Fuzz); do \
-		echo "== $$t"; $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) ./resp/ || exit 1; \
+	@for p in $(FUZZPKGS); do \
+		for t in $$($(GO) test -list '^Fuzz' $$p | grep ^Fuzz); do \
+			echo "== $$p $$t"; $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$p || exit 1; \
+		done; \
 	done
+
+fuzz-ci:
+	$(MAKE) fuzz FUZZTIME=10s
 
 # bench runs every scenario of the harness, direct versus through the proxy, on loopback;
 # BENCHFLAGS passes options, e.g. BENCHFLAGS='-scenarios steady,storm -reps 3' or '-quick'.

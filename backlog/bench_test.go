@@ -134,3 +134,43 @@ func benchAppendCursors(b *testing.B, readers int) {
 	b.ReportMetric(float64(got)/1e6/elapsed, "rd-MB/s")
 	b.ReportMetric(float64(trims.Load()), "trims")
 }
+
+// pieceSource is an io.Reader handing out benchSource's pieces, one a Read.
+type pieceSource struct {
+	piece func(int) []byte
+	i     int
+}
+
+func (s *pieceSource) Read(p []byte) (int, error) {
+	n := copy(p, s.piece(s.i))
+	s.i++
+	return n, nil
+}
+
+// BenchmarkAppendFrom is the upstream's old hot path: read into the ring, publish all.
+func BenchmarkAppendFrom(b *testing.B) {
+	piece := benchSource()
+	r := fullRing(piece)
+	src := &pieceSource{piece: piece}
+	b.SetBytes(benchPiece)
+	for b.Loop() {
+		r.AppendFrom(src)
+	}
+}
+
+// BenchmarkStagePublish is the upstream's hot path: read into the ring, then publish up to a
+// command boundary; here all but the last 100 bytes, which the next round publishes.
+func BenchmarkStagePublish(b *testing.B) {
+	piece := benchSource()
+	r := fullRing(piece)
+	src := &pieceSource{piece: piece}
+	b.SetBytes(benchPiece)
+	for b.Loop() {
+		if _, err := r.Stage(src); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := r.Publish(r.End() + r.Staged() - 100); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -192,6 +192,9 @@ type Disk struct {
 	rbuf        []byte     // AppendFrom's read buffer
 	pending     []byte     // bytes AppendFrom read but could not store; stored first next time
 	pendingErr  error      // the read error that came with pending
+	// sHead and sTail bound the bytes Stage read and Publish has not stored: rbuf[sHead:sTail]
+	// (see stage.go).
+	sHead, sTail int
 
 	// syncMu serializes fsyncs with the closing of the files they sync, so that an fsync
 	// error is seen by exactly the caller that got it: Linux reports a writeback error once,

@@ -57,6 +57,10 @@ func (d *Disk) AppendFrom(rd io.Reader) ([]byte, error) {
 		}
 		return p, perr
 	}
+	if d.sTail > d.sHead {
+		d.wmu.Unlock()
+		return nil, errors.New("backlog: AppendFrom while bytes are staged; Publish or drop them first")
+	}
 	if d.rbuf == nil {
 		d.rbuf = make([]byte, readSize)
 		d.bufMem.Store(readSize)

@@ -48,11 +48,11 @@ type Ring struct {
 	// without it. Bytes past End are the writer's alone: it fills them without mu.
 	mu sync.RWMutex
 	// blocks is the storage, ordered by offset: blocks.at(k) holds the offsets
-	// [base+k*bsize, base+(k+1)*bsize), so the byte at offset o, First <= o <= End, is
+	// [base+k*bsize, base+(k+1)*bsize), so the byte at offset o, First <= o <= End+staged, is
 	// blocks.at((o-base)/bsize)[(o-base)%bsize]. Every block in it holds an offset in
-	// [First, End+1]: the front block holds First (base <= First), the back block End or
-	// End+1. blocks and base change only with wmu and mu (exclusive) both held, so either
-	// lock is enough to read them.
+	// [First, End+staged+1]: the front block holds First (base <= First), the back block
+	// End+staged or End+staged+1. blocks and base change only with wmu and mu (exclusive) both
+	// held, so either lock is enough to read them.
 	blocks deque
 	base   int64
 	bsize  int64 // the size of every block; blockSize but in tests
@@ -62,6 +62,10 @@ type Ring struct {
 	// has pinned (see Cursor.WriteTo) never becomes the spare: it is let go instead, so its
 	// bytes stay as they were until the cursor is done with them.
 	spare *block
+	// staged is the number of bytes Stage stored past End that Publish has not made visible
+	// yet; they follow End in blocks, which may then end with blocks holding only such bytes.
+	// Only wmu holders use it (see stage.go).
+	staged int64
 	// mem is the bytes of all blocks allocated: those in blocks and spare. Stored with wmu.
 	mem atomic.Int64
 
@@ -127,6 +131,7 @@ func (r *Ring) Append(p []byte) {
 	if r.closed.Load() {
 		return
 	}
+	r.publishLocked(r.staged) // bytes staged by Stage come first
 	size := r.size.Load()
 	if n := int64(len(p)); n > size {
 		// The older bytes could only be evicted by the newer ones: count them as appended
@@ -141,54 +146,34 @@ func (r *Ring) Append(p []byte) {
 	for len(p) > 0 {
 		dst, fresh := r.reserve()
 		k := copy(dst, p)
-		r.commit(k, fresh, size)
+		r.stage(k, fresh)
+		r.publishLocked(int64(k))
 		p = p[k:]
 	}
-	r.notify()
 }
 
 // AppendFrom reads once from rd straight into the ring's storage at End()+1 and appends the
 // bytes read, saving the copy Append makes. It returns them as a slice of the ring's storage,
-// which stays valid and unchanged until the next Append or AppendFrom (only those reuse
-// storage), and rd's error. wmu is not held during the read, so Resize and Close never wait
-// for the network. One read takes at most the rest of the current block and at most Size
-// bytes. After Close it reads nothing and returns ErrClosed; bytes read by a call that
-// Close overtakes are dropped with the ring.
+// which stays valid and unchanged until the next Append, AppendFrom or Stage (only those
+// reuse storage), and rd's error. wmu is not held during the read, so Resize and Close never
+// wait for the network. One read takes at most the rest of the current block and at most
+// Size bytes. After Close it reads nothing and returns ErrClosed; bytes read by a call that
+// Close overtakes are dropped with the ring. Bytes staged by Stage are published with them.
 func (r *Ring) AppendFrom(rd io.Reader) ([]byte, error) {
+	b, err := r.Stage(rd)
 	r.wmu.Lock()
-	if r.closed.Load() {
-		r.wmu.Unlock()
-		return nil, ErrClosed
-	}
-	dst, fresh := r.reserve()
-	if size := r.size.Load(); int64(len(dst)) > size {
-		dst = dst[:size]
-	}
+	r.publishLocked(r.staged)
 	r.wmu.Unlock()
-
-	// Bytes past End belong to the writer alone, and Resize never lets go of the back block
-	// (it keeps at least MinSize bytes, the newest): dst can be filled without any lock.
-	n, err := rd.Read(dst)
-
-	r.wmu.Lock()
-	defer r.wmu.Unlock()
-	if r.closed.Load() {
-		return nil, ErrClosed
-	}
-	r.commit(n, fresh, r.size.Load())
-	if n > 0 {
-		r.notify()
-	}
-	return dst[:n], err
+	return b, err
 }
 
-// reserve returns where the next bytes go: the free tail of the back block, or the whole of
-// a block to add at the back (fresh: the spare, or a new one) when the back block is full or
-// there is none. The caller holds wmu. No reader looks past End, so the caller may fill dst
-// without mu, and then calls commit.
+// reserve returns where the next bytes go, after End and the bytes staged: the free tail of
+// the back block, or the whole of a block to add at the back (fresh: the spare, or a new one)
+// when the back block is full or there is none. The caller holds wmu. No reader looks past
+// End, so the caller may fill dst without mu, and then calls stage.
 func (r *Ring) reserve() (dst []byte, fresh *block) {
 	if n := r.blocks.n; n > 0 {
-		if pos := r.end.Load() + 1 - r.base - int64(n-1)*r.bsize; pos < r.bsize {
+		if pos := r.end.Load() + 1 + r.staged - r.base - int64(n-1)*r.bsize; pos < r.bsize {
 			return r.blocks.at(n - 1).b[pos:], nil
 		}
 	}
@@ -200,30 +185,51 @@ func (r *Ring) reserve() (dst []byte, fresh *block) {
 	return fresh.b, fresh
 }
 
-// commit publishes the k bytes written at the start of the space reserve returned: it adds
-// fresh at the back (when set), moves End by k and First as far as size requires, and lets
-// the blocks below First go. The caller holds wmu.
-func (r *Ring) commit(k int, fresh *block, size int64) {
+// stage adds the k bytes written at the start of the space reserve returned to the bytes
+// staged, adding fresh at the back of blocks (when set). No reader sees them until
+// publishLocked. The caller holds wmu.
+func (r *Ring) stage(k int, fresh *block) {
 	if k == 0 {
-		if fresh != nil && r.spare == nil {
-			r.spare = fresh
-		} else if fresh != nil {
-			r.mem.Add(-r.bsize)
+		if fresh != nil {
+			r.release(fresh)
 		}
 		return
 	}
-	first, end := r.first.Load(), r.end.Load()
-	last := end + int64(k)
-	r.mu.Lock()
 	if fresh != nil {
+		r.mu.Lock()
 		if r.blocks.n == 0 {
-			r.base = end + 1
+			r.base = r.end.Load() + 1 + r.staged
 		}
 		r.blocks.push(fresh)
+		r.mu.Unlock()
 	}
-	r.setBounds(max(first, last-size+1), last)
+	r.staged += int64(k)
+}
+
+// publishLocked makes the first k bytes staged visible: it moves End by k and First as far as
+// Size requires, lets the blocks below First go and wakes the waiters. The caller holds wmu.
+func (r *Ring) publishLocked(k int64) {
+	if k <= 0 || r.closed.Load() {
+		return
+	}
+	first, end := r.first.Load(), r.end.Load()
+	last := end + k
+	r.mu.Lock()
+	r.setBounds(max(first, last-r.size.Load()+1), last)
 	r.trim()
 	r.mu.Unlock()
+	r.staged -= k
+	r.notify()
+}
+
+// release keeps blk as the spare, or lets it go when there is one already or a cursor still
+// writes from it. The caller holds wmu, and blk is no longer in blocks.
+func (r *Ring) release(blk *block) {
+	if r.spare == nil && blk.pins.Load() == 0 {
+		r.spare = blk
+	} else {
+		r.mem.Add(-r.bsize)
+	}
 }
 
 // frontFreed reports whether trim, once First is first, takes the front block off blocks.
@@ -242,11 +248,7 @@ func (r *Ring) trim() {
 	for r.frontFreed(first) {
 		blk := r.blocks.pop()
 		r.base += r.bsize
-		if r.spare == nil && blk.pins.Load() == 0 {
-			r.spare = blk
-		} else {
-			r.mem.Add(-r.bsize)
-		}
+		r.release(blk)
 	}
 }
 
@@ -498,6 +500,15 @@ func (q *deque) push(b *block) {
 	}
 	q.s[(q.head+q.n)&(len(q.s)-1)] = b
 	q.n++
+}
+
+// popBack removes and returns the back block; n > 0.
+func (q *deque) popBack() *block {
+	q.n--
+	i := (q.head + q.n) & (len(q.s) - 1)
+	b := q.s[i]
+	q.s[i] = nil
+	return b
 }
 
 // pop removes and returns the front block; n > 0.

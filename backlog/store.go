@@ -12,6 +12,10 @@ import (
 // the concrete type for the rest.
 type Backlog interface {
 	AppendFrom(rd io.Reader) ([]byte, error)
+	Stage(rd io.Reader) ([]byte, error)
+	Publish(end int64) ([]byte, error)
+	Staged() int64
+	DropStaged()
 	ReadAt(p []byte, off int64) (int, error)
 	Wait(ctx context.Context, off int64) error
 	First() int64

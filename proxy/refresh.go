@@ -202,13 +202,14 @@ func (p *Proxy) fetchSnapshot(ctx context.Context) (*snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	if v.Type() == tresp.Error {
-		return nil, fmt.Errorf("master refused PSYNC: -%s", v.Error())
+	ans, err := parsePsyncReply(v)
+	if err == nil && !ans.full {
+		err = fmt.Errorf("%w: %s to PSYNC ? -1", errPsyncUnexpected, replyLine(v))
 	}
-	replid, off, err := parseFullResync(v.String())
 	if err != nil {
 		return nil, err
 	}
+	replid, off := ans.replid, ans.offset
 	hdr, err := resp.ReadPayloadHeader(br, p.lim, nil)
 	if err != nil {
 		return nil, fmt.Errorf("reading RDB payload header: %w", err)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -18,8 +17,8 @@ import (
 )
 
 // failingBacklog is a Ring that reports a durable offset of its own and, while failing is
-// set, fails every AppendFrom with a storage error without reading, as a Disk with a full
-// disk does (it keeps what it read for the next call).
+// set, fails every Publish with a storage error, as a Disk with a full disk does (the bytes
+// stay staged for the next call).
 type failingBacklog struct {
 	*backlog.Ring
 	failing atomic.Bool
@@ -27,12 +26,12 @@ type failingBacklog struct {
 	calls   atomic.Int64
 }
 
-func (f *failingBacklog) AppendFrom(rd io.Reader) ([]byte, error) {
+func (f *failingBacklog) Publish(end int64) ([]byte, error) {
 	if f.failing.Load() {
 		f.calls.Add(1)
 		return nil, fmt.Errorf("%w: write segment: no space left on device", backlog.ErrStorage)
 	}
-	return f.Ring.AppendFrom(rd)
+	return f.Ring.Publish(end)
 }
 
 func (f *failingBacklog) Synced() int64 { return f.synced.Load() }
@@ -85,7 +84,7 @@ func TestUpstreamStorageError(t *testing.T) {
 		t.Fatalf("ACK %d while the backlog fails, want the synced 14", got)
 	}
 	if fb.calls.Load() < 2 {
-		t.Fatalf("the upstream did not retry the append (%d calls)", fb.calls.Load())
+		t.Fatalf("the upstream did not retry storing the stream (%d calls)", fb.calls.Load())
 	}
 	fb.failing.Store(false)
 	fb.synced.Store(28)

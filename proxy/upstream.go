@@ -21,18 +21,29 @@ import (
 )
 
 // streamLimits bound the stream scanner. Redis exempts its master from proto-max-bulk-len and
-// from argument counts, so these only stop absurd lengths; the scanner is advisory anyway.
+// from argument counts, so these only stop absurd lengths.
 func streamLimits() resp.Limits {
 	return resp.Limits{MaxBulkLen: 1 << 40, MaxArrayLen: 1 << 32, MaxLineLen: 64 << 10}
 }
 
+// errMasterProtocol marks a stream that broke RESP framing: the link is dropped and retried
+// with backoff, like a sync that failed, rather than at once like a link that was lost.
+var errMasterProtocol = errors.New("protocol error in the master's stream")
+
 // upstream is the replica side of the proxy. One goroutine owns it (runUpstream); scan follows
 // command boundaries for the whole epoch, across reconnections, because the bytes stay contiguous.
+//
+// The stream is staged in the backlog and published up to the last whole command only
+// (backlog.Stage, Publish), so replicas never receive a command's start before its end. A
+// stream that breaks framing is then cut at the last whole command without anyone having
+// seen a byte past it, and asked for again from there, as a Redis replica does after a
+// protocol error from its master (its offset only advances at command boundaries).
 type upstream struct {
 	p    *Proxy
 	scan *resp.Scanner
-	// scanErr is the scanner's error, logged once; ACKs then report the stored end instead of
-	// the last command boundary.
+	// scanErr is set while command boundaries are unknown (after a disk recovery that could
+	// not rebuild them, or a protocol error inside an over-long command): everything read
+	// is then published at once, and ACKs report the stored end.
 	scanErr error
 }
 
@@ -47,17 +58,17 @@ func (p *Proxy) runUpstream(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if streamed {
-			p.log.Warnf("Connection with master lost: %v", err)
-		} else {
-			p.log.Warnf("MASTER <-> REPLICA sync failed: %v", err)
-		}
-		if streamed {
+		if streamed && !errors.Is(err, errMasterProtocol) {
 			backoff = 0 // Redis reconnects at once after losing an established link
 		} else if backoff = backoff * 2; backoff < minBackoff {
 			backoff = minBackoff
 		} else if backoff > maxBackoff {
 			backoff = maxBackoff
+		}
+		if streamed {
+			p.log.Warnf("Connection with master lost: %v", err)
+		} else {
+			p.log.Warnf("MASTER <-> REPLICA sync failed, next attempt in %v: %v", backoff, err)
 		}
 		if backoff > 0 {
 			select {
@@ -138,7 +149,8 @@ func (u *upstream) handshake(conn net.Conn, br *bufio.Reader) error {
 		msg := v.Error().Error()
 		if !strings.HasPrefix(msg, "NOAUTH") && !strings.HasPrefix(msg, "NOPERM") &&
 			!strings.HasPrefix(msg, "ERR operation not permitted") {
-			return fmt.Errorf("error reply to PING from master: '-%s'", msg)
+			p.log.Warnf("Error reply to PING from master: '%s'", replyLine(v))
+			return fmt.Errorf("error reply to PING from master: '%s'", replyLine(v))
 		}
 	}
 	p.log.Info("Master replied to PING, replication can continue...")
@@ -163,7 +175,8 @@ func (u *upstream) handshake(conn net.Conn, br *bufio.Reader) error {
 			return fmt.Errorf("reading AUTH reply: %w", err)
 		}
 		if v.Type() == tresp.Error {
-			return fmt.Errorf("unable to AUTH to MASTER: -%s", v.Error())
+			p.log.Warnf("Unable to AUTH to MASTER: %s", replyLine(v))
+			return fmt.Errorf("unable to AUTH to MASTER: %s", replyLine(v))
 		}
 	}
 	for _, what := range []string{"listening-port", "capa"} {
@@ -172,10 +185,18 @@ func (u *upstream) handshake(conn net.Conn, br *bufio.Reader) error {
 			return fmt.Errorf("reading REPLCONF %s reply: %w", what, err)
 		}
 		if v.Type() == tresp.Error {
-			p.log.Infof("(Non critical) Master does not understand REPLCONF %s: -%s", what, v.Error())
+			p.log.Infof("(Non critical) Master does not understand REPLCONF %s: %s", what, replyLine(v))
 		}
 	}
 	return nil
+}
+
+// replyLine is a reply as its line reads on the wire, "-ERR ..." or "+OK", for logs.
+func replyLine(v tresp.Value) string {
+	if v.Type() == tresp.Error {
+		return "-" + v.Error().Error()
+	}
+	return "+" + v.String()
 }
 
 // reply reads one handshake reply, bounded by the proxy's limits.
@@ -210,7 +231,9 @@ func (u *upstream) psync(conn *trackedConn, br *bufio.Reader) (backlog.Backlog, 
 			return nil, err
 		}
 	} else {
-		next := ring.End() + 1
+		// Bytes staged past the last whole command are good as far as they go: the master
+		// continues after them, byte-wise.
+		next := ring.End() + ring.Staged() + 1
 		p.log.Infof("Trying a partial resynchronization (request %s:%d).", replid, next)
 		if err := writeCommand(conn, "PSYNC", replid, strconv.FormatInt(next, 10)); err != nil {
 			return nil, err
@@ -220,37 +243,81 @@ func (u *upstream) psync(conn *trackedConn, br *bufio.Reader) (backlog.Backlog, 
 	if err != nil {
 		return nil, err
 	}
+	ans, err := parsePsyncReply(v)
+	switch {
+	case errors.Is(err, errPsyncLater):
+		p.log.Warnf("Master is currently unable to PSYNC but should be in the future: %s", replyLine(v))
+	case errors.Is(err, errPsyncRefused):
+		p.log.Warnf("Master does not support PSYNC or is in error state (reply: %s)", replyLine(v))
+	case errors.Is(err, errPsyncUnexpected):
+		p.log.Warnf("Unexpected reply to PSYNC from master: %s", replyLine(v))
+	case err != nil:
+		p.log.Warnf("Master replied with wrong +FULLRESYNC syntax: %s", replyLine(v))
+	}
+	if err == nil && !ans.full && full {
+		// A +CONTINUE to PSYNC ? -1 has no history to continue.
+		p.log.Warnf("Unexpected reply to PSYNC from master: %s", replyLine(v))
+		err = fmt.Errorf("%w: %s to PSYNC ? -1", errPsyncUnexpected, replyLine(v))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if ans.full {
+		p.log.Infof("Full resync from master: %s:%d", ans.replid, ans.offset)
+		return u.fullSync(conn, br, ans.replid, ans.offset)
+	}
+	p.log.Info("Successful partial resynchronization with master.")
+	if ans.replid != "" && !strings.EqualFold(ans.replid, replid) {
+		p.log.Infof("Master replication ID changed to %s", ans.replid)
+		p.shiftReplid(ans.replid)
+	}
+	if u.scan == nil {
+		u.scan = resp.NewScanner(ring.End()+1, streamLimits())
+		u.scanErr = nil
+	}
+	p.log.Info("MASTER <-> REPLICA sync: Master accepted a Partial Resynchronization.")
+	return ring, nil
+}
+
+// The kinds of PSYNC replies that end an attempt (see parsePsyncReply).
+var (
+	errPsyncLater      = errors.New("master is currently unable to PSYNC") // -LOADING, -NOMASTERLINK
+	errPsyncRefused    = errors.New("master does not support PSYNC or is in error state")
+	errPsyncUnexpected = errors.New("unexpected reply to PSYNC from master")
+)
+
+// psyncAnswer is an accepted PSYNC: +FULLRESYNC <replid> <offset>, or +CONTINUE [<replid>]
+// (replid "" when the master did not name one).
+type psyncAnswer struct {
+	full   bool
+	replid string
+	offset int64
+}
+
+// parsePsyncReply classifies the master's reply to PSYNC as Redis's
+// slaveTryPartialResynchronization does. Errors wrap errPsyncLater, errPsyncRefused or
+// errPsyncUnexpected, or say what is wrong with a +FULLRESYNC line.
+func parsePsyncReply(v tresp.Value) (psyncAnswer, error) {
 	if v.Type() == tresp.Error {
 		msg := v.Error().Error()
 		if strings.HasPrefix(msg, "NOMASTERLINK") || strings.HasPrefix(msg, "LOADING") {
-			return nil, fmt.Errorf("master cannot serve PSYNC yet, retrying: -%s", msg)
+			return psyncAnswer{}, fmt.Errorf("%w: -%s", errPsyncLater, msg)
 		}
-		return nil, fmt.Errorf("master does not support PSYNC or is in error state: -%s", msg)
+		return psyncAnswer{}, fmt.Errorf("%w: -%s", errPsyncRefused, msg)
 	}
 	line := v.String()
 	switch {
 	case strings.HasPrefix(line, "FULLRESYNC"):
 		id, off, err := parseFullResync(line)
-		if err != nil {
-			return nil, err
-		}
-		p.log.Infof("Full resync from master: %s:%d", id, off)
-		return u.fullSync(conn, br, id, off)
+		return psyncAnswer{full: true, replid: id, offset: off}, err
 	case strings.HasPrefix(line, "CONTINUE"):
-		p.log.Info("Successful partial resynchronization with master.")
-		if id := strings.TrimSpace(strings.TrimPrefix(line, "CONTINUE")); len(id) == 40 && !strings.EqualFold(id, replid) {
-			p.log.Infof("Master replication ID changed to %s", id)
-			p.shiftReplid(id)
+		id := strings.TrimSpace(strings.TrimPrefix(line, "CONTINUE"))
+		if len(id) != 40 {
+			id = "" // as Redis: anything but a 40-character ID keeps the current one
 		}
-		if u.scan == nil {
-			u.scan = resp.NewScanner(ring.End()+1, streamLimits())
-			u.scanErr = nil
-		}
-		p.log.Info("MASTER <-> REPLICA sync: Master accepted a Partial Resynchronization.")
-		return ring, nil
-	default:
-		return nil, fmt.Errorf("unexpected reply to PSYNC from master: %q", line)
+		return psyncAnswer{replid: id}, nil
 	}
+	return psyncAnswer{}, fmt.Errorf("%w: %q", errPsyncUnexpected, line)
 }
 
 // psyncReply reads the answer to PSYNC, after the keep-alive newlines a master may send
@@ -337,7 +404,10 @@ func (u *upstream) fullSync(conn *trackedConn, br *bufio.Reader, replid string, 
 	n, err := resp.CopyPayload(progressWriter{w, &p.link.transfer.read}, br, hdr)
 	if err != nil {
 		w.abort()
-		result = fmt.Errorf("receiving RDB from master (%d bytes so far): %w", n, err)
+		if !errors.Is(err, resp.ErrBadRDB) {
+			p.log.Warnf("I/O error trying to sync with MASTER: %v", err)
+		}
+		result = fmt.Errorf("receiving RDB from master (%d bytes so far), nothing installed: %w", n, err)
 		return nil, result
 	}
 	snap, err := p.finishSnapshot(w, replid, off)
@@ -412,8 +482,7 @@ func (u *upstream) stream(conn *trackedConn, br *bufio.Reader, ring backlog.Back
 
 	ack.publish(u.ackOffset(ring))
 	var src io.Reader = br
-	var storageErr error // set while the disk backlog cannot store; logged once
-	backoff := time.Duration(0)
+	var getacks []int64 // offsets to answer REPLCONF GETACK with, found in one chunk
 	for {
 		if src == br && br.Buffered() == 0 {
 			// What the handshake left buffered is consumed; read the socket directly from
@@ -423,52 +492,45 @@ func (u *upstream) stream(conn *trackedConn, br *bufio.Reader, ring backlog.Back
 				src = r
 			}
 		}
-		// The bytes are read straight into the backlog; chunk is the backlog's own copy.
-		chunk, err := ring.AppendFrom(src)
-		if errors.Is(err, backlog.ErrStorage) {
-			// The Disk kept the bytes it read and stores them first on the next call, so the
-			// link stays up: back off and retry, serving replicas from what is stored, while
-			// the ticker keeps acknowledging no more than Synced (nothing new is synced).
-			if storageErr == nil {
-				synced := ring.End()
-				if ack.synced != nil {
-					synced = ack.synced()
-				}
-				p.log.Errorf("The disk backlog cannot store the stream, retrying with backoff; the master is acknowledged only up to offset %d until it can: %v",
-					synced, err)
-			}
-			storageErr = err
-			backoff = min(max(backoff*2, 100*time.Millisecond), 5*time.Second)
-			t := time.NewTimer(backoff)
-			select {
-			case <-p.ctx.Done():
-				t.Stop()
-				return errors.New("shutting down while the disk backlog could not store")
-			case <-t.C:
+		// The bytes are read straight into the backlog; chunk is the backlog's own copy,
+		// staged until publish makes the whole commands in it visible.
+		chunk, err := ring.Stage(src)
+		if errors.Is(err, backlog.ErrStageFull) {
+			// One command is longer than the backlog can stage: replicas get its start
+			// before its end, as from a Redis master.
+			if err := u.publish(ring, ring.End()+ring.Staged(), ack); err != nil {
+				return err
 			}
 			continue
 		}
-		if storageErr != nil {
-			p.log.Infof("The disk backlog stores the stream again (after: %v)", storageErr)
-			storageErr, backoff = nil, 0
-		}
 		if n := len(chunk); n > 0 {
-			p.fanOut(ring, ring.End()-int64(n)+1, chunk)
 			p.stats.netReplIn.Add(int64(n))
+			var protoErr error
+			getacks = getacks[:0]
 			if u.scanErr == nil {
-				u.scanErr = u.scan.Feed(chunk, func(c *resp.Command) {
+				protoErr = u.scan.Feed(chunk, func(c *resp.Command) {
 					if c.Is("REPLCONF", "GETACK") {
 						// Redis answers with the offset before the GETACK's own bytes.
-						if err := ack.send(c.Start - 1); err != nil {
-							conn.Close()
-						}
+						getacks = append(getacks, c.Start-1)
 					}
 				})
-				if u.scanErr != nil {
-					p.log.Errorf("Cannot follow command boundaries in the master's stream (%v); bytes are still relayed unchanged, ACKs now report bytes stored", u.scanErr)
+			}
+			end := ring.End() + ring.Staged()
+			if u.scanErr == nil {
+				end = max(u.scan.Boundary(), ring.End())
+			}
+			if err := u.publish(ring, end, ack); err != nil {
+				return err
+			}
+			// Answered once stored and published, like every ACK (invariant 7).
+			for _, off := range getacks {
+				if err := ack.send(off); err != nil {
+					conn.Close()
 				}
 			}
-			ack.publish(u.ackOffset(ring))
+			if protoErr != nil {
+				return u.protocolError(ring, chunk, protoErr)
+			}
 		}
 		if err != nil {
 			if errors.Is(err, backlog.ErrClosed) {
@@ -486,12 +548,86 @@ func (u *upstream) stream(conn *trackedConn, br *bufio.Reader, ring backlog.Back
 	}
 }
 
+// publish makes the stream visible up to offset end (nothing if it is already), hands the
+// new bytes to idle replicas and updates the offset to acknowledge. If the disk backlog cannot
+// store them, it backs off and retries, serving replicas from what is stored, while the ACK
+// ticker acknowledges no more than Synced (nothing new is synced); the link stays up.
+func (u *upstream) publish(ring backlog.Backlog, end int64, ack *acker) error {
+	p := u.p
+	var storageErr error // logged once
+	backoff := time.Duration(0)
+	for {
+		start := ring.End() + 1
+		if end < start {
+			return nil
+		}
+		b, err := ring.Publish(end)
+		if err == nil {
+			if storageErr != nil {
+				p.log.Infof("The disk backlog stores the stream again (after: %v)", storageErr)
+			}
+			if b != nil {
+				p.fanOut(ring, start, b)
+			}
+			ack.publish(u.ackOffset(ring))
+			return nil
+		}
+		if errors.Is(err, backlog.ErrClosed) {
+			return errors.New("the backlog was closed (shutdown or new history)")
+		}
+		if !errors.Is(err, backlog.ErrStorage) {
+			return fmt.Errorf("publishing the stream up to offset %d: %w", end, err)
+		}
+		if storageErr == nil {
+			synced := ring.End()
+			if ack.synced != nil {
+				synced = ack.synced()
+			}
+			p.log.Errorf("The disk backlog cannot store the stream, retrying with backoff; the master is acknowledged only up to offset %d until it can: %v",
+				synced, err)
+		}
+		storageErr = err
+		backoff = min(max(backoff*2, 100*time.Millisecond), 5*time.Second)
+		t := time.NewTimer(backoff)
+		select {
+		case <-p.ctx.Done():
+			t.Stop()
+			return errors.New("shutting down while the disk backlog could not store")
+		case <-t.C:
+		}
+	}
+}
+
+// protocolError ends the link after the master's stream broke RESP framing. Everything up to
+// the last whole command is published; the bytes staged past it were never seen by anyone and
+// are dropped, so the next PSYNC asks for the stream again from the byte after that command.
+// Only when a command longer than the backlog could stage was already partly published can
+// the cut not be made there: the link then goes on without command boundaries until the
+// next full sync.
+func (u *upstream) protocolError(ring backlog.Backlog, chunk []byte, err error) error {
+	p := u.p
+	// Redis logs the query buffer; here, the end of the chunk that broke framing.
+	show := chunk[max(0, len(chunk)-64):]
+	p.log.Warnf("Protocol error (%v) from client: master %s. Query buffer during protocol error: '%s'",
+		err, p.cfg.MasterAddr, strings.Trim(strconv.Quote(string(show)), `"`))
+	ring.DropStaged()
+	end := ring.End()
+	if end == u.scan.Boundary() {
+		u.scan = resp.NewScanner(end+1, streamLimits())
+		p.log.Infof("Dropped the bytes after offset %d, the last whole command; the master is asked for them again", end)
+	} else {
+		u.scanErr = fmt.Errorf("command boundaries unknown after a protocol error inside a command published before its end: %w", err)
+		p.log.Warnf("The command the stream broke in was longer than the backlog can hold back and is partly published (up to offset %d); resuming there without following command boundaries until the next full sync", end)
+	}
+	return fmt.Errorf("%w: %w", errMasterProtocol, err)
+}
+
 // ackOffset is what the proxy acknowledges: the end of the last whole command it has stored.
 func (u *upstream) ackOffset(ring backlog.Backlog) int64 {
 	if u.scanErr != nil || u.scan == nil {
 		return ring.End()
 	}
-	return u.scan.Boundary()
+	return min(u.scan.Boundary(), ring.End())
 }
 
 // syncedBacklog is a backlog that reports how far it is durable (*backlog.Disk).
