@@ -23,10 +23,10 @@ free_port() { # a port nobody listens on, from a random start
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 cli() { redis-cli -p "$1" "${@:2}"; }
 field() { cli "$1" INFO "$2" | tr -d '\r' | sed -n "s/^$3://p"; }
-wait_until() { # wait_until SECONDS CMD...: poll until CMD succeeds
+wait_until() { # wait_until SECONDS CMD...: poll until CMD succeeds (its output hidden)
 	local deadline=$((SECONDS + $1)); shift
-	until "$@"; do
-		[ $SECONDS -lt $deadline ] || { echo "timed out waiting for: $*" >&2; exit 1; }
+	until "$@" >/dev/null 2>&1; do
+		[ $SECONDS -lt $deadline ] || { echo "timed out waiting for: $*" >&2; return 1; }
 		sleep 0.2
 	done
 }
@@ -37,7 +37,7 @@ start_redis() { # start_redis PORT DIR ARGS...
 	redis-server --port "$1" --bind 127.0.0.1 --dir "$2" --logfile "$2/redis.log" --save '' \
 		--appendonly no --enable-debug-command local "${@:3}" &
 	pids+=($!)
-	wait_until 10 cli "$1" PING >/dev/null 2>&1
+	wait_until 10 cli "$1" PING || { tail -n 20 "$2/redis.log" >&2; exit 1; }
 }
 
 M=$(free_port); start_redis "$M" "$work/master" --repl-backlog-size 1mb
@@ -45,12 +45,12 @@ P=$(free_port)
 "$BIN" --master "127.0.0.1:$M" --listen "127.0.0.1:$P" --dir "$work/proxy" --backlog-size 256mb \
 	--log-level warn &
 pids+=($!)
-wait_until 10 cli "$P" PING >/dev/null 2>&1
+wait_until 10 cli "$P" PING || exit 1
 R=$(free_port); start_redis "$R" "$work/replica" --replicaof 127.0.0.1 "$P"
 say "master :$M (repl-backlog-size 1mb)  ->  psync-proxy :$P (256mb)  ->  replica :$R"
 
 redis-benchmark -p "$M" -q -t set,lpush,incr -n 20000 -r 10000 -d 100 | tr "\r" "\n" | grep "per second" | sed "s/^ */  /"
-wait_until 30 in_sync
+wait_until 30 in_sync || exit 1
 say "replica in sync at offset $(field "$R" replication slave_repl_offset); master sync_full=$(field "$M" stats sync_full)"
 
 say "replica stops (SHUTDOWN SAVE); the master takes ~20 MB of writes, 20x its backlog"
@@ -63,7 +63,7 @@ echo "  master offset moved by $((after - before)) bytes; the master's own backl
 
 say "replica starts again from its RDB"
 start_redis "$R" "$work/replica" --replicaof 127.0.0.1 "$P"
-wait_until 60 in_sync
+wait_until 60 in_sync || exit 1
 grep -E "Partial resynchronization|Full resync|MASTER <-> REPLICA sync: Master accepted" "$work/replica/redis.log" | sed 's/^/  replica log: /'
 echo "  proxy:  sync_partial_ok=$(field "$P" stats sync_partial_ok) sync_full=$(field "$P" stats sync_full)"
 echo "  master: sync_full=$(field "$M" stats sync_full) (only the proxy's own first sync)"
