@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"sync/atomic"
@@ -122,7 +123,7 @@ type trackedListener struct {
 }
 
 func (l trackedListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
+	c, err := acceptWithBackoff(l.Listener, l.logf)
 	if err != nil {
 		return nil, err
 	}
@@ -131,6 +132,43 @@ func (l trackedListener) Accept() (net.Conn, error) {
 		tc.in = &clientInput{lim: l.lim}
 	}
 	return tc, nil
+}
+
+func (l trackedListener) logf(format string, a ...any) {
+	if l.lim != nil && l.lim.log != nil {
+		l.lim.log.Warnf(format, a...)
+	}
+}
+
+// Accept backoff bounds, as net/http's: redcon's accept loop retries at once on any error,
+// so without them running out of file descriptors (EMFILE) would spin a core until a
+// connection closes.
+const (
+	acceptMinDelay = 5 * time.Millisecond
+	acceptMaxDelay = time.Second
+)
+
+// acceptWithBackoff accepts the next connection. On an error other than the listener's
+// closing it logs, at most once a second, in Redis's words, waits (5 ms doubling up to 1 s)
+// and tries again, so that the process keeps serving the connections it has.
+func acceptWithBackoff(ln net.Listener, logf func(string, ...any)) (net.Conn, error) {
+	var delay time.Duration
+	var logged time.Time
+	for {
+		c, err := ln.Accept()
+		if err == nil {
+			return c, nil
+		}
+		if errors.Is(err, net.ErrClosed) {
+			return nil, err
+		}
+		delay = min(max(delay*2, acceptMinDelay), acceptMaxDelay)
+		if time.Since(logged) >= time.Second {
+			logf("Error accepting a client connection: %v (retrying in %v)", err, delay)
+			logged = time.Now()
+		}
+		time.Sleep(delay)
+	}
 }
 
 // isLoopback reports whether a remote address ("ip:port") is on the loopback interface.

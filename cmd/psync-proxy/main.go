@@ -226,6 +226,7 @@ func run(args []string, stderr io.Writer) int {
 	}
 	defer log.Sync()
 	cfg.Logger = log
+	cfg.MaxClients = adjustOpenFilesLimit(cfg.MaxClients, log.Sugar())
 	p, err := proxy.New(cfg)
 	if err != nil {
 		log.Error("Cannot start", zap.Error(err))

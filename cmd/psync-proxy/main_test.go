@@ -164,3 +164,20 @@ func TestAuthAndTLSOptions(t *testing.T) {
 		}
 	}
 }
+
+func TestFitMaxClients(t *testing.T) {
+	for _, c := range []struct {
+		maxclients int
+		limit      uint64
+		want       int
+	}{
+		{10000, 1024, 992},
+		{10000, 20000, 10000},
+		{10, 20, 1},
+	} {
+		got, msg := fitMaxClients(c.maxclients, c.limit)
+		if got != c.want || !strings.Contains(msg, "maxclients has been reduced to") {
+			t.Errorf("fitMaxClients(%d, %d) = %d, %q; want %d", c.maxclients, c.limit, got, msg, c.want)
+		}
+	}
+}
