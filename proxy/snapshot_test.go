@@ -457,15 +457,11 @@ func checkEOFPassThrough(t *testing.T, c *redistest.Client, want []byte) {
 // readLineSkippingNewlines reads the next non-empty line (keep-alive newlines come first).
 func readLineSkippingNewlines(t *testing.T, c *redistest.Client) string {
 	t.Helper()
-	for {
-		line, err := c.ReadLine()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if line != "" {
-			return line
-		}
+	line, err := c.ReadLineSkippingNewlines()
+	if err != nil {
+		t.Fatal(err)
 	}
+	return line
 }
 
 // TestPassThroughCut cuts the master link in the middle of the first snapshot while a replica

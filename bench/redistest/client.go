@@ -157,6 +157,17 @@ func (c *Client) ReadLine() (string, error) {
 	return line, nil
 }
 
+// ReadLineSkippingNewlines reads the next non-empty line: a master (or the proxy) sends bare
+// "\n" keepalives while a full sync is prepared, before "+FULLRESYNC" and "$<len>".
+func (c *Client) ReadLineSkippingNewlines() (string, error) {
+	for {
+		line, err := c.ReadLine()
+		if err != nil || line != "" {
+			return line, err
+		}
+	}
+}
+
 // ReadFull reads exactly n bytes (an RDB payload, a slice of the stream).
 func (c *Client) ReadFull(n int) ([]byte, error) {
 	c.armRead()

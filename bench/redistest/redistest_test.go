@@ -203,15 +203,11 @@ func TestClientPSYNC(t *testing.T) {
 
 func readLineSkippingKeepalives(t *testing.T, c *redistest.Client) string {
 	t.Helper()
-	for {
-		line, err := c.ReadLine()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if line != "" {
-			return line
-		}
+	line, err := c.ReadLineSkippingNewlines()
+	if err != nil {
+		t.Fatal(err)
 	}
+	return line
 }
 
 func TestBenchmarkAsync(t *testing.T) {
