@@ -71,10 +71,7 @@ func TestDiskBacklogKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the proxy binary")
 	}
-	bin := filepath.Join(t.TempDir(), "psync-proxy")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/psync-proxy").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildProxyBinary(t, false)
 	m := redistest.Start(t, "--repl-backlog-size", "256mb")
 	dir, logPath := t.TempDir(), filepath.Join(t.TempDir(), "proxy.log")
 	logf, err := os.Create(logPath)
@@ -249,10 +246,7 @@ func TestDiskBacklogLongOutage(t *testing.T) {
 		t.Skip("writes 2 GB")
 	}
 	const tail = 64 << 20
-	bin := filepath.Join(t.TempDir(), "psync-proxy")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/psync-proxy").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildProxyBinary(t, false)
 	m := redistest.Start(t)
 	port := redistest.FreePort(t)
 	cmd := exec.Command(bin, "--master", m.Addr(), "--listen", "127.0.0.1:"+strconv.Itoa(port), "--dir", t.TempDir(),

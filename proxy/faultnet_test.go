@@ -150,21 +150,6 @@ type proxyProc struct {
 	runs   int
 }
 
-// buildProxyBinary builds cmd/psync-proxy into a temporary directory, with the race
-// detector when race is set.
-func buildProxyBinary(t *testing.T, race bool) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "psync-proxy")
-	args := []string{"build", "-o", bin}
-	if race {
-		args = append(args, "-race")
-	}
-	if out, err := exec.Command("go", append(args, "../cmd/psync-proxy")...).CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // startProxyProc runs the binary with --master master on a free loopback port and a fresh
 // --dir, plus extra options. t.Cleanup kills it.
 func startProxyProc(t *testing.T, bin, master string, extra ...string) *proxyProc {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -203,4 +205,19 @@ func mixedLoad(t *testing.T, m *redistest.Server, scale int) {
 			}
 		}
 	}
+}
+
+// buildProxyBinary builds cmd/psync-proxy into a temporary directory, with the race
+// detector when race is set.
+func buildProxyBinary(t *testing.T, race bool) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "psync-proxy")
+	args := []string{"build", "-o", bin}
+	if race {
+		args = append(args, "-race")
+	}
+	if out, err := exec.Command("go", append(args, "../cmd/psync-proxy")...).CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }

@@ -140,10 +140,7 @@ type hostileProxy struct {
 
 func startHostileProxy(t *testing.T, master *redistest.Server, args ...string) *hostileProxy {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "psync-proxy")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/psync-proxy").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildProxyBinary(t, false)
 	hp := &hostileProxy{addr: "127.0.0.1:" + strconv.Itoa(redistest.FreePort(t)), logPath: filepath.Join(t.TempDir(), "proxy.log")}
 	logf, err := os.Create(hp.logPath)
 	if err != nil {

@@ -268,10 +268,7 @@ func TestMemoryBounded(t *testing.T) {
 		t.Skip("loads a 300 MB dataset")
 	}
 	const backlog = 16 << 20
-	bin := filepath.Join(t.TempDir(), "psync-proxy")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/psync-proxy").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildProxyBinary(t, false)
 	m := redistest.Start(t)
 	loadRandom(t, m, "big:", 300_000, 1024)
 	port := redistest.FreePort(t)
