@@ -196,7 +196,7 @@ func TestHostileClients(t *testing.T) {
 	const backlog = 16 << 20
 	m := redistest.Start(t, "--repl-ping-replica-period", "1")
 	hp := startHostileProxy(t, m, "--backlog-size", strconv.Itoa(backlog), "--repl-timeout", "5",
-		"--requirepass", hostilePass, "--handshake-timeout", "3", "--timeout", "6", "--log-level", "info")
+		"--requirepass", hostilePass, "--handshake-timeout", "3", "--timeout", "6", "--log-level", "debug")
 	_, port, _ := net.SplitHostPort(hp.addr)
 	r := redistest.Start(t, "--replicaof", "127.0.0.1", port, "--masterauth", hostilePass)
 	redistest.WaitOnline(t, r, time.Minute)

@@ -204,8 +204,9 @@ func (c *trackedConn) readCommand(p []byte) (int, error) {
 }
 
 // refuse replies Redis's error for e, unless the connection carries a replication stream
-// (where a reply would corrupt it), logs it as Redis does, and returns e for redcon, which
-// then closes the connection.
+// (where a reply would corrupt it), logs it as Redis does (a protocol error at debug, Redis's
+// verbose, so that a flood of bad input cannot flood the log; the query buffer limit as a
+// warning), and returns e for redcon, which then closes the connection.
 func (c *trackedConn) refuse(e *inputError) error {
 	in := c.in
 	sample := strconv.Quote(string(in.fr.sample[:in.fr.ns]))
@@ -219,7 +220,7 @@ func (c *trackedConn) refuse(e *inputError) error {
 		c.Conn.SetWriteDeadline(time.Now().Add(refusalDeadline))
 		c.Conn.Write([]byte("-ERR " + e.reply + "\r\n"))
 	}
-	in.lim.log.Infof("Protocol error (%s) from client: addr=%s. Query buffer during protocol error: %s",
+	in.lim.log.Debugf("Protocol error (%s) from client: addr=%s. Query buffer during protocol error: %s",
 		e.what, c.RemoteAddr(), sample)
 	return e
 }
