@@ -420,6 +420,11 @@ func (f *faultRun) report(began time.Time) {
 		strings.Count(log, "Full resync from master"), strings.Count(log, "Master accepted a Partial Resynchronization"),
 		strings.Count(log, "Snapshot refreshed"))
 	replicas := fmt.Sprintf("replicas (their logs): partial=%d full=%d (partial/full per replica: %s)", rpartial, rfull, strings.Join(per, ", "))
+	// A replica link cut briefly, or a proxy restarted on its disk backlog, is what the proxy
+	// exists to resume partially: none at all would mean it fell back to full syncs.
+	if resumable := f.counts["replica-cut"] + f.counts["replica-truncate"] + f.counts["proxy-kill"]; resumable > 0 && rpartial == 0 {
+		t.Errorf("%d replica link cuts and proxy restarts, and no replica resumed with a partial resync", resumable)
+	}
 	t.Logf("FAULT SUMMARY: %s; %s; %s; %s; replicas verified equal: %d of %d; keyed transactions %d; wall time %v",
 		faults, master, proxy, replicas, f.equal, len(f.replicas), f.writerTxs, time.Since(began).Round(time.Second))
 }
