@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -341,5 +342,58 @@ func TestTLSConnFallsBack(t *testing.T) {
 	}
 	if !bytes.Equal(got, data) {
 		t.Fatal("the file arrived altered through TLS")
+	}
+}
+
+// TLS only, as an operator runs it: the psync-proxy binary with --listen on port 0 (no plain
+// listener, as Redis's "port 0") and --tls-port, replicating a master over TLS. redis-cli and
+// a stock replica reach it over TLS; nothing listens in plain text.
+func TestTLSOnlyBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the proxy binary")
+	}
+	certs := newTestCerts(t)
+	m, tlsAddr := startTLSMaster(t, certs)
+	port := redistest.FreePort(t)
+	logPath := filepath.Join(t.TempDir(), "proxy.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(buildProxyBinary(t, false), "--master", tlsAddr, "--listen", "127.0.0.1:0",
+		"--tls-port", strconv.Itoa(port), "--tls-cert-file", certs.cert, "--tls-key-file", certs.key,
+		"--tls-ca-cert-file", certs.ca, "--tls-replication", "yes", "--dir", t.TempDir())
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("proxy log:\n%s", b)
+		}
+	})
+	withCert := []string{"--cacert", certs.ca, "--cert", certs.clientCert, "--key", certs.clientKey}
+	redistest.Eventually(t, 30*time.Second, func() error {
+		out, err := redisCLITLS(port, append(withCert, "INFO", "replication")...)
+		if err != nil || redistest.ParseInfo(out)["master_link_status"] != "up" {
+			return fmt.Errorf("redis-cli --tls INFO: %v %s", err, out)
+		}
+		return nil
+	})
+	r := redistest.Start(t, append([]string{"--replicaof", "127.0.0.1", strconv.Itoa(port), "--tls-replication", "yes"}, certs.serverArgs()...)...)
+	redistest.WaitOnline(t, r, time.Minute)
+	redistest.Benchmark(t, m, "-t", "set", "-n", "20000", "-d", "512", "-r", "100000")
+	redistest.WaitInSync(t, time.Minute, m, r)
+
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ready := strings.Count(string(b), "Ready to accept replicas on"); ready != 1 || !strings.Contains(string(b), "(TLS)") {
+		t.Fatalf("want one listener, TLS; the log says:\n%s", b)
 	}
 }
