@@ -140,15 +140,16 @@ func (p *Proxy) resetDiskLocked(next int64) (*backlog.Disk, error) {
 	return d, nil
 }
 
-// saveStateLocked stores the replication IDs with the disk backlog after they changed within
-// an epoch (a failover upstream). On failure a restart resumes under the old ID, which the
-// master's +CONTINUE then corrects. Caller holds mu.
-func (p *Proxy) saveStateLocked() {
+// saveStateLocked stores new replication IDs with the disk backlog when they change within
+// an epoch (a failover upstream). Caller holds mu.
+func (p *Proxy) saveStateLocked(replid, replid2 string, secondOff int64) error {
 	if p.disk == nil || p.ring == nil {
-		return
+		return nil
 	}
-	st := backlog.State{Replid: p.replid, Replid2: p.replid2, SecondOff: p.secondOff, Epoch: p.epoch}
+	st := backlog.State{Replid: replid, Replid2: replid2, SecondOff: secondOff, Epoch: p.epoch}
 	if err := p.disk.SetState(st); err != nil && !errors.Is(err, backlog.ErrClosed) {
 		p.log.Errorf("Cannot store the new replication IDs with the disk backlog: %v", err)
+		return fmt.Errorf("storing the new replication ID %s: %w", replid, err)
 	}
+	return nil
 }

@@ -1,8 +1,11 @@
 package proxy_test
 
 import (
+	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -146,6 +149,60 @@ func TestUpstreamFailover(t *testing.T) {
 	}
 	if n := r.CountLog(t, "Master replication ID changed to "+newID); n != 1 {
 		t.Fatalf("replica did not learn the new ID through +CONTINUE <id>")
+	}
+	if v := r.MustDo(t, "GET", "after").String(); v != "failover" {
+		t.Fatalf("replica GET after = %q", v)
+	}
+}
+
+// A failover upstream in disk mode while the new replication IDs cannot be stored: the proxy
+// must not take the new history (a restart would resume its bytes under the old ID), so it
+// drops the link before reading any of it and retries; once the state can be written it
+// continues under the new ID, and its replica resumes partially as in TestUpstreamFailover.
+func TestUpstreamFailoverStateNotStored(t *testing.T) {
+	m := redistest.Start(t, "--repl-ping-replica-period", "3600")
+	s := redistest.Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(m.Port))
+	f := startForwarder(t, m.Addr())
+	dir := t.TempDir()
+	p := startProxyVia(t, f.ln.Addr().String(), proxy.Config{BacklogSize: 16 << 20, BacklogMode: proxy.BacklogDisk, Dir: dir})
+	r := redistest.Start(t, p.replicaArgs()...)
+	redistest.WriteBytes(t, m, 1<<20)
+	redistest.WaitInSync(t, syncTimeout, m, s, r)
+	oldID := m.Info(t, "replication")["master_replid"]
+	end := p.info("replication")["master_repl_offset"]
+
+	// A directory where the state's temporary file goes makes every state write fail, even
+	// for root.
+	block := filepath.Join(dir, "backlog", "state.json.tmp")
+	if err := os.Mkdir(block, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	f.retarget(s.Addr())
+	s.ReplicaOf(t, "")
+	newID := s.Info(t, "replication")["master_replid"]
+	s.MustDo(t, "SET", "after", "failover")
+	redistest.Eventually(t, syncTimeout, func() error {
+		if n := stat(t, s, "sync_partial_ok"); n < 2 {
+			return fmt.Errorf("the promoted master accepted %d partial resyncs, want retries", n)
+		}
+		return nil
+	})
+	pi := p.info("replication")
+	if pi["master_replid"] != oldID || pi["master_repl_offset"] != end || pi["master_link_status"] != "down" {
+		t.Fatalf("with the state unwritable: replid %s offset %s link %s, want %s, %s and down",
+			pi["master_replid"], pi["master_repl_offset"], pi["master_link_status"], oldID, end)
+	}
+
+	if err := os.Remove(block); err != nil {
+		t.Fatal(err)
+	}
+	redistest.WaitInSync(t, syncTimeout, s, r)
+	pi = p.info("replication")
+	if pi["master_replid"] != newID || pi["master_replid2"] != oldID {
+		t.Fatalf("proxy replid %s replid2 %s, want %s and %s", pi["master_replid"], pi["master_replid2"], newID, oldID)
+	}
+	if got := stat(t, s, "sync_full"); got != 0 {
+		t.Fatalf("promoted master sync_full = %d, want 0", got)
 	}
 	if v := r.MustDo(t, "GET", "after").String(); v != "failover" {
 		t.Fatalf("replica GET after = %q", v)

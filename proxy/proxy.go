@@ -349,18 +349,22 @@ func (p *Proxy) installSnapshotLocked(snap *snapshot) error {
 }
 
 // shiftReplid follows a master that continued under a new replication ID (a failover): the
-// old ID stays valid up to the current end, as in Redis's shiftReplicationId.
-func (p *Proxy) shiftReplid(newID string) {
+// old ID stays valid up to the current end, as in Redis's shiftReplicationId. In disk mode the
+// IDs are stored first: if that fails nothing changes and the link must drop before a byte of
+// the new history is stored, or a restart would resume those bytes under the old ID.
+func (p *Proxy) shiftReplid(newID string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.replid2 = p.replid
-	p.secondOff = p.ring.End() + 1
-	p.replid = newID
+	replid2, secondOff := p.replid, p.ring.End()+1
+	if err := p.saveStateLocked(newID, replid2, secondOff); err != nil {
+		return err
+	}
+	p.replid, p.replid2, p.secondOff = newID, replid2, secondOff
 	p.log.Infof("Setting secondary replication ID to %s, valid up to offset: %d. New replication ID is %s",
 		p.replid2, p.secondOff, p.replid)
-	p.saveStateLocked()
 	p.kickReplicasLocked()
 	p.notifyLocked()
+	return nil
 }
 
 func (p *Proxy) setResizedBacklog(size int64) {

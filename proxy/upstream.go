@@ -269,7 +269,9 @@ func (u *upstream) psync(conn *trackedConn, br *bufio.Reader) (backlog.Backlog, 
 	p.log.Info("Successful partial resynchronization with master.")
 	if ans.replid != "" && !strings.EqualFold(ans.replid, replid) {
 		p.log.Infof("Master replication ID changed to %s", ans.replid)
-		p.shiftReplid(ans.replid)
+		if err := p.shiftReplid(ans.replid); err != nil {
+			return nil, err // nothing of the new history is read; the next attempt retries
+		}
 	}
 	if u.scan == nil {
 		u.scan = resp.NewScanner(ring.End()+1, streamLimits())
