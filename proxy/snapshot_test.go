@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
@@ -499,4 +500,51 @@ func waitCaughtUp(t *testing.T, m, replica *redistest.Server) {
 		}
 		return nil
 	})
+}
+
+// A replica loading an EOF-marked snapshot sends only newlines until it is done, however long
+// that takes. They count as traffic, as for Redis: the proxy waits for its first REPLCONF ACK
+// past repl-timeout (here 2 s) as long as they come, and then streams.
+func TestPassThroughSlowLoad(t *testing.T) {
+	m := redistest.Start(t, "--repl-diskless-sync", "yes")
+	loadRandom(t, m, "slow:", 2000, 1024)
+	f := startThrottledForwarder(t, m.Addr(), 4<<20)
+	p := startProxyAddr(t, proxy.Config{MasterAddr: f.ln.Addr().String(), ReplTimeout: 2 * time.Second})
+	c := redistest.Dial(t, p.Addr())
+	defer c.Close()
+	c.SetTimeout(time.Minute)
+	if _, err := c.Do("REPLCONF", "capa", "eof", "capa", "psync2"); err != nil {
+		t.Fatal(err)
+	}
+	c.Send("PSYNC", "?", "-1")
+	if line := readLineSkippingNewlines(t, c); !strings.HasPrefix(line, "+FULLRESYNC ") {
+		t.Fatalf("got %q, want +FULLRESYNC", line)
+	}
+	mark, ok := strings.CutPrefix(readLineSkippingNewlines(t, c), "$EOF:")
+	if !ok {
+		t.Fatal("not an EOF-marked payload")
+	}
+	var got []byte
+	buf := make([]byte, 64<<10)
+	for !bytes.HasSuffix(got, []byte(mark)) {
+		n, err := c.Reader().Read(buf)
+		if err != nil {
+			t.Fatalf("after %d bytes of the payload: %v", len(got), err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	// "Loading" for three times repl-timeout, with a newline every half second.
+	for range 12 {
+		time.Sleep(500 * time.Millisecond)
+		if err := c.SendRaw([]byte("\n")); err != nil {
+			t.Fatalf("the proxy dropped the loading replica: %v", err)
+		}
+	}
+	if err := c.Send("REPLCONF", "ACK", "0"); err != nil {
+		t.Fatal(err)
+	}
+	m.MustDo(t, "SET", "after", "load")
+	if _, err := c.ReadFull(1); err != nil {
+		t.Fatalf("no stream after the first ACK that followed a long load: %v", err)
+	}
 }

@@ -110,13 +110,13 @@ func (p *Proxy) passThrough(ctx context.Context, r *replica, req syncRequest, pl
 			return err
 		}
 		if !r.client.rdbOnly {
-			t := time.NewTimer(p.timeout())
-			defer t.Stop()
+			// A replica loading a large RDB sends only newlines until it is done, and they
+			// count as traffic, as for Redis: the reader drops it (ending ctx) only after
+			// repl-timeout of silence, however long the load takes.
+			r.conn.setIdleTimeout(p.timeout())
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
-			case <-t.C:
-				return errors.New("no REPLCONF ACK after the snapshot")
 			case <-r.acked:
 			}
 		}
