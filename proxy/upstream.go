@@ -517,9 +517,12 @@ func (u *upstream) stream(conn *trackedConn, br *bufio.Reader, ring backlog.Back
 					}
 				})
 			}
-			end := ring.End() + ring.Staged()
+			// Up to the last whole command; everything read when boundaries are unknown.
+			var end int64
 			if u.scanErr == nil {
 				end = max(u.scan.Boundary(), ring.End())
+			} else {
+				end = ring.End() + ring.Staged()
 			}
 			if err := u.publish(ring, end, ack); err != nil {
 				return err
@@ -581,10 +584,7 @@ func (u *upstream) publish(ring backlog.Backlog, end int64, ack *acker) error {
 			return fmt.Errorf("publishing the stream up to offset %d: %w", end, err)
 		}
 		if storageErr == nil {
-			synced := ring.End()
-			if ack.synced != nil {
-				synced = ack.synced()
-			}
+			synced := ack.durable(ring.End())
 			p.log.Errorf("The disk backlog cannot store the stream, retrying with backoff; the master is acknowledged only up to offset %d until it can: %v",
 				synced, err)
 		}
@@ -657,10 +657,16 @@ func (a *acker) offset() int64 {
 	return a.last
 }
 
-func (a *acker) send(off int64) error {
+// durable bounds off by what the disk backlog has synced (nothing in memory mode).
+func (a *acker) durable(off int64) int64 {
 	if a.synced != nil {
-		off = min(off, a.synced())
+		return min(off, a.synced())
 	}
+	return off
+}
+
+func (a *acker) send(off int64) error {
+	off = a.durable(off)
 	b := appendCommand(nil, "REPLCONF", "ACK", strconv.FormatInt(off, 10))
 	a.mu.Lock()
 	defer a.mu.Unlock()
