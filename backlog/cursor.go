@@ -111,7 +111,10 @@ func (c *Cursor) Wait(ctx context.Context) error {
 }
 
 // On reports whether the cursor reads r.
-func (c *Cursor) On(r *Ring) bool { return c.r == r }
+func (c *Cursor) On(b Backlog) bool { return b == Backlog(c.r) }
+
+// Close does nothing: a Cursor holds nothing but its place in the ring.
+func (c *Cursor) Close() {}
 
 // Skip moves the cursor past n bytes that were delivered without it (written to the replica
 // straight from the bytes the writer appended). The bytes must exist: Skip fails with

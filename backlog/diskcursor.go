@@ -179,7 +179,7 @@ func (c *DiskCursor) Offset() int64 { return c.off }
 func (c *DiskCursor) End() int64 { return c.d.End() }
 
 // On reports whether the cursor reads d.
-func (c *DiskCursor) On(d *Disk) bool { return c.d == d }
+func (c *DiskCursor) On(b Backlog) bool { return b == Backlog(c.d) }
 
 // Close releases the segment file the cursor holds open, if any. The cursor stays usable:
 // a later read opens what it needs again.

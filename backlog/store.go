@@ -11,7 +11,6 @@ import (
 // Disk's can fail; its cursors are DiskCursors) and are left out: use NewStreamCursor, and
 // the concrete type for the rest.
 type Backlog interface {
-	AppendFrom(rd io.Reader) ([]byte, error)
 	Stage(rd io.Reader) ([]byte, error)
 	Publish(end int64) ([]byte, error)
 	Staged() int64
@@ -21,22 +20,23 @@ type Backlog interface {
 	First() int64
 	End() int64
 	Bounds() (first, end int64)
-	Histlen() int64
 	Size() int64
-	Mem() int64
 	Resize(size int64)
 }
 
 // StreamCursor is the method set shared by Cursor and DiskCursor: what a replica's session
 // needs to stream the backlog, whichever kind holds it.
 type StreamCursor interface {
-	Read(ctx context.Context, p []byte) (int, error)
 	WriteTo(ctx context.Context, w io.Writer, limit int) (int64, error)
-	Wait(ctx context.Context) error
 	WaitAt(ctx context.Context, off int64) error
 	Skip(n int64) error
 	Offset() int64
 	End() int64
+	// On reports whether the cursor reads b, so that nothing is written for a cursor of a
+	// backlog a new history replaced.
+	On(b Backlog) bool
+	// Close lets the cursor go: a DiskCursor holds a segment file open until then.
+	Close()
 }
 
 var (

@@ -58,7 +58,7 @@ func (p *Proxy) fanOut(ring backlog.Backlog, start int64, b []byte) {
 		if !f.mu.TryLock() {
 			continue
 		}
-		if f.idle && f.cur != nil && cursorOn(f.cur, ring) && f.cur.Offset() == start {
+		if f.idle && f.cur != nil && f.cur.On(ring) && f.cur.Offset() == start {
 			if n := tryWrite(f.raw, b); n > 0 && f.cur.Skip(int64(n)) == nil {
 				p.stats.netReplOut.Add(int64(n))
 			}

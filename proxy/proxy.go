@@ -377,27 +377,6 @@ func (p *Proxy) setResizedBacklog(size int64) {
 	}
 }
 
-// closeCursor lets a session's cursor go: a DiskCursor holds a segment file open until then.
-func closeCursor(c backlog.StreamCursor) {
-	if dc, ok := c.(*backlog.DiskCursor); ok {
-		dc.Close()
-	}
-}
-
-// cursorOn reports whether c reads b, so that nothing is written for a cursor of an older
-// backlog (a new history replaced it).
-func cursorOn(c backlog.StreamCursor, b backlog.Backlog) bool {
-	switch c := c.(type) {
-	case *backlog.Cursor:
-		r, ok := b.(*backlog.Ring)
-		return ok && c.On(r)
-	case *backlog.DiskCursor:
-		d, ok := b.(*backlog.Disk)
-		return ok && c.On(d)
-	}
-	return false
-}
-
 func (p *Proxy) timeout() time.Duration { return time.Duration(p.replTimeout.Load()) }
 
 func randomHex(n int) string {

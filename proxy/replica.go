@@ -207,7 +207,7 @@ func (p *Proxy) syncReplica(ctx context.Context, r *replica, req syncRequest) er
 		}
 	}
 	if plan.cur != nil {
-		defer closeCursor(plan.cur)
+		defer plan.cur.Close()
 	}
 	if plan.file != nil {
 		defer plan.file.Close()

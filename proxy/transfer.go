@@ -138,7 +138,7 @@ func (p *Proxy) passThrough(ctx context.Context, r *replica, req syncRequest, pl
 	if err != nil {
 		return fmt.Errorf("cannot stream after the snapshot: %w", err)
 	}
-	defer closeCursor(cur)
+	defer cur.Close()
 	p.log.Infof("Synchronization with replica %s succeeded", r.addr)
 	p.goOnline(r, req)
 	return p.stream(ctx, r, cur)
