@@ -190,8 +190,7 @@ type Disk struct {
 	epochReplid string     // written into new segment headers
 	ibuf        []byte     // index entries of one append
 	rbuf        []byte     // AppendFrom's read buffer
-	pending     []byte     // bytes AppendFrom read but could not store; stored first next time
-	pendingErr  error      // the read error that came with pending
+	stagedErr   error      // the read error that came with staged bytes AppendFrom could not store
 	// sHead and sTail bound the bytes Stage read and Publish has not stored: rbuf[sHead:sTail]
 	// (see stage.go).
 	sHead, sTail int

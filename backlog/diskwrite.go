@@ -1,7 +1,6 @@
 package backlog
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,7 +10,8 @@ import (
 // Append adds p at End()+1, all of it or nothing: on error End does not move, the bytes
 // partly written are cut back, and the caller may retry with the same bytes. The bytes are
 // written to the newest segment (and synced first under FsyncAlways), then copied into the
-// RAM tail, which publishes them and wakes the waiters. Errors: ErrClosed, ErrNoHistory, and
+// RAM tail, which publishes them and wakes the waiters. Bytes still staged (an AppendFrom
+// that could not store them) are stored first. Errors: ErrClosed, ErrNoHistory, and
 // ErrStorage wrapping the file error (see Err).
 func (d *Disk) Append(p []byte) error {
 	if len(p) == 0 {
@@ -19,71 +19,41 @@ func (d *Disk) Append(p []byte) error {
 	}
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
-	if len(d.pending) > 0 {
-		if err := d.appendLocked(d.pending); err != nil {
-			return err
-		}
-		d.pending, d.pendingErr = nil, nil
+	if _, err := d.publishStagedLocked(); err != nil {
+		return err
 	}
 	return d.appendLocked(p)
 }
 
-// AppendFrom reads once from rd into a buffer of the Disk and appends what it read, as
-// Append does. It returns the bytes appended, valid until the next AppendFrom, and rd's
-// error. If the bytes cannot be stored, it returns nil and the storage error, and keeps
-// them: the next AppendFrom stores them first, without reading, and returns them then with
-// the read error they came with (an Append also stores them first, before its own bytes,
-// but cannot return them). So the caller, like the upstream link, can back off and call
-// again without losing a byte. No lock is held during the read.
+// AppendFrom is Stage then Publish of all that was read: it reads once from rd into the
+// Disk's buffer and stores what it read, as Append does. It returns the bytes stored, valid
+// until the next Stage or AppendFrom, and rd's error. If they cannot be stored it returns nil
+// and the storage error and keeps them staged: the next AppendFrom stores them first,
+// without reading, and returns them then with the read error they came with. So the caller
+// can back off and call again without losing a byte. No lock is held during the read.
 func (d *Disk) AppendFrom(rd io.Reader) ([]byte, error) {
 	d.wmu.Lock()
-	if d.closed.Load() {
-		d.wmu.Unlock()
-		return nil, ErrClosed
-	}
-	if !d.history {
-		d.wmu.Unlock()
-		return nil, ErrNoHistory
-	}
-	if len(d.pending) > 0 {
-		p, perr := d.pending, d.pendingErr
-		err := d.appendLocked(p)
-		if err == nil {
-			d.pending, d.pendingErr = nil, nil
-		}
+	if d.sTail > d.sHead {
+		rerr := d.stagedErr
+		p, err := d.publishStagedLocked()
 		d.wmu.Unlock()
 		if err != nil {
 			return nil, err
 		}
-		return p, perr
+		return p, rerr
 	}
-	if d.sTail > d.sHead {
-		d.wmu.Unlock()
-		return nil, errors.New("backlog: AppendFrom while bytes are staged; Publish or drop them first")
-	}
-	if d.rbuf == nil {
-		d.rbuf = make([]byte, readSize)
-		d.bufMem.Store(readSize)
-	}
-	buf := d.rbuf // only the single writer uses rbuf, so the read needs no lock
 	d.wmu.Unlock()
-
-	n, rerr := rd.Read(buf)
-	if n == 0 {
-		if d.closed.Load() {
-			return nil, ErrClosed
-		}
+	p, rerr := d.Stage(rd)
+	if len(p) == 0 {
 		return nil, rerr
 	}
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
-	if err := d.appendLocked(buf[:n]); err != nil {
-		if !errors.Is(err, ErrClosed) {
-			d.pending, d.pendingErr = buf[:n], rerr
-		}
+	if _, err := d.publishStagedLocked(); err != nil {
+		d.stagedErr = rerr
 		return nil, err
 	}
-	return buf[:n], rerr
+	return p, rerr
 }
 
 // appendLocked stores p; see Append. The caller holds wmu.

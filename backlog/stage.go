@@ -108,9 +108,8 @@ func (r *Ring) DropStaged() {
 // Stage is Ring.Stage for a Disk: it reads once into the Disk's read buffer after the bytes
 // staged there, which Publish then stores (segment files first, then the RAM tail). The
 // bytes returned are valid until the next Stage or AppendFrom. It returns ErrStageFull when
-// the buffer (1 MiB) is full of staged bytes, ErrClosed, or ErrNoHistory. Stage and Publish
-// are not to be mixed with Append or AppendFrom in one history (AppendFrom refuses while
-// bytes are staged).
+// the buffer (1 MiB) is full of staged bytes, ErrClosed, or ErrNoHistory. Append and
+// AppendFrom store any staged bytes before their own.
 func (d *Disk) Stage(rd io.Reader) ([]byte, error) {
 	d.wmu.Lock()
 	switch {
@@ -159,18 +158,28 @@ func (d *Disk) Publish(end int64) ([]byte, error) {
 	if end < start-1 || end > start-1+staged {
 		return nil, fmt.Errorf("backlog: publish up to %d: the bytes staged are %d to %d", end, start, start-1+staged)
 	}
-	if end < start {
+	return d.publishLocked(int(end - start + 1))
+}
+
+// publishLocked stores the first n staged bytes; see Publish. The caller holds wmu.
+func (d *Disk) publishLocked(n int) ([]byte, error) {
+	if n == 0 {
 		return nil, nil
 	}
-	p := d.rbuf[d.sHead : d.sHead+int(end-start+1)]
+	p := d.rbuf[d.sHead : d.sHead+n]
 	if err := d.appendLocked(p); err != nil {
 		return nil, err
 	}
 	d.sHead += len(p)
 	if d.sHead == d.sTail {
-		d.sHead, d.sTail = 0, 0
+		d.sHead, d.sTail, d.stagedErr = 0, 0, nil
 	}
 	return p, nil
+}
+
+// publishStagedLocked stores every staged byte. The caller holds wmu.
+func (d *Disk) publishStagedLocked() ([]byte, error) {
+	return d.publishLocked(d.sTail - d.sHead)
 }
 
 // Staged returns the number of bytes staged and not yet published.
@@ -183,6 +192,6 @@ func (d *Disk) Staged() int64 {
 // DropStaged forgets the bytes staged.
 func (d *Disk) DropStaged() {
 	d.wmu.Lock()
-	d.sHead, d.sTail = 0, 0
+	d.sHead, d.sTail, d.stagedErr = 0, 0, nil
 	d.wmu.Unlock()
 }
