@@ -122,15 +122,13 @@ type authenticator struct {
 	accounts map[string]*account
 	// required is set when clients must AUTH: a requirepass or any user is configured. With
 	// users and no requirepass, the default user is off, as Redis's "user default off".
+	// Without it the default user has no password (Redis's nopass).
 	required bool
-	// nopass is the default user without a password (nothing configured).
-	nopass bool
 }
 
 func newAuthenticator(requirePass string, users []User) *authenticator {
 	a := &authenticator{accounts: make(map[string]*account), required: requirePass != "" || len(users) > 0}
-	a.nopass = !a.required
-	if a.nopass {
+	if !a.required {
 		// Redis's nopass default user: every client starts as it, with every permission.
 		a.accounts["default"] = &account{name: "default", perms: permAll}
 	} else if requirePass != "" {
@@ -152,7 +150,7 @@ func newAuthenticator(requirePass string, users []User) *authenticator {
 // check returns the account that name and pass authenticate, or nil. An unknown name costs
 // the same digest comparison as a known one.
 func (a *authenticator) check(name, pass string) *account {
-	if a.nopass && name == "default" {
+	if !a.required && name == "default" {
 		return a.accounts[name] // nopass accepts any password, as in Redis
 	}
 	sum := sha256.Sum256([]byte(pass))
@@ -185,7 +183,7 @@ func (p *Proxy) cmdAuth(conn redcon.Conn, c *client, args [][]byte) {
 	var pass string
 	switch len(args) {
 	case 1:
-		if p.auth.nopass {
+		if !p.auth.required {
 			conn.WriteError("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
 			return
 		}
@@ -196,13 +194,21 @@ func (p *Proxy) cmdAuth(conn redcon.Conn, c *client, args [][]byte) {
 		wrongArity(conn, "auth")
 		return
 	}
+	if p.login(conn, c, name, pass) {
+		conn.WriteString("OK")
+	}
+}
+
+// login makes c run as the user name and pass authenticate, or replies WRONGPASS and leaves
+// c as it was.
+func (p *Proxy) login(conn redcon.Conn, c *client, name, pass string) bool {
 	acc := p.auth.check(name, pass)
 	if acc == nil {
 		conn.WriteError(wrongPassMsg)
-		return
+		return false
 	}
 	c.user = acc
-	conn.WriteString("OK")
+	return true
 }
 
 // cmdHello speaks RESP2 only: HELLO 3 gets -NOPROTO so clients fall back, as they do with
@@ -221,12 +227,9 @@ func (p *Proxy) cmdHello(conn redcon.Conn, c *client, args [][]byte) {
 		for i := 1; i < len(args); i++ {
 			switch {
 			case strings.EqualFold(string(args[i]), "auth") && i+2 < len(args):
-				acc := p.auth.check(string(args[i+1]), string(args[i+2]))
-				if acc == nil {
-					conn.WriteError(wrongPassMsg)
+				if !p.login(conn, c, string(args[i+1]), string(args[i+2])) {
 					return
 				}
-				c.user = acc
 				i += 2
 			case strings.EqualFold(string(args[i]), "setname") && i+1 < len(args):
 				i++

@@ -128,17 +128,11 @@ func (l trackedListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	tc := newTrackedConn(c)
-	if l.lim != nil {
-		tc.in = &clientInput{lim: l.lim}
-	}
+	tc.in = &clientInput{lim: l.lim}
 	return tc, nil
 }
 
-func (l trackedListener) logf(format string, a ...any) {
-	if l.lim != nil && l.lim.log != nil {
-		l.lim.log.Warnf(format, a...)
-	}
-}
+func (l trackedListener) logf(format string, a ...any) { l.lim.log.Warnf(format, a...) }
 
 // Accept backoff bounds, as net/http's: redcon's accept loop retries at once on any error,
 // so without them running out of file descriptors (EMFILE) would spin a core until a

@@ -29,7 +29,7 @@ const protectedModeMsg = "DENIED psync-proxy is running in protected mode becaus
 
 func (p *Proxy) accept(conn redcon.Conn) bool {
 	p.stats.connections.Add(1)
-	tc, _ := conn.NetConn().(*trackedConn)
+	tc := conn.NetConn().(*trackedConn)
 	if !p.admitClient(tc) {
 		return false
 	}
@@ -53,11 +53,12 @@ func (p *Proxy) closed(conn redcon.Conn, err error) {
 		return
 	}
 	p.clients.Add(-1)
-	if tc, ok := conn.NetConn().(*trackedConn); ok && err != nil && tc.handshakeFailed() {
+	tc := conn.NetConn().(*trackedConn)
+	if err != nil && tc.handshakeFailed() {
 		p.log.Warnf("Error accepting a client connection: %v (addr=%s)", err, conn.RemoteAddr())
 		return
 	}
-	p.logClientTimeout(conn, err)
+	p.logClientTimeout(tc, err)
 }
 
 // handle runs one downstream command. Replies are queued and flushed by redcon per pipeline.

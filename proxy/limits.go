@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tidwall/redcon"
 	"go.uber.org/zap"
 )
 
@@ -137,17 +136,17 @@ func (c *trackedConn) commandDone(authed bool) {
 
 // logClientTimeout logs a client closed by its handshake deadline or by --timeout, at debug
 // level as Redis logs idle clients at verbose: a flood of them must not flood the log.
-func (p *Proxy) logClientTimeout(conn redcon.Conn, err error) {
+func (p *Proxy) logClientTimeout(tc *trackedConn, err error) {
 	var ne net.Error
 	if err == nil || !errors.As(err, &ne) || !ne.Timeout() {
 		return
 	}
-	if tc, ok := conn.NetConn().(*trackedConn); ok && tc.in != nil && tc.in.handshakeBy.Load() != 0 {
+	if tc.in.handshakeBy.Load() != 0 {
 		p.log.Debugf("Closing client %s: no authenticated command within handshake-timeout (%v)",
-			conn.RemoteAddr(), p.cfg.HandshakeTimeout)
+			tc.RemoteAddr(), p.cfg.HandshakeTimeout)
 		return
 	}
-	p.log.Debugf("Closing idle client %s", conn.RemoteAddr())
+	p.log.Debugf("Closing idle client %s", tc.RemoteAddr())
 }
 
 // readCommand fills p with at most one command: it stops right after the first command that
