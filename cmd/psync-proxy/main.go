@@ -88,7 +88,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.protoMaxBulkLen, "proto-max-bulk-len", "64kb", "longest argument a client may send (`size`); longer ones get a protocol error and a close")
 	fs.StringVar(&o.queryBufLimit, "client-query-buffer-limit", "1mb", "most bytes of one command (`size`); a client past it is closed")
 	fs.IntVar(&o.timeout, "timeout", 0, "close a client (not a replica) idle for this many `seconds` (0: never)")
-	fs.IntVar(&o.handshakeTimeout, "handshake-timeout", 10, "close a connection that has not sent a command, authenticated when --requirepass is set, within this many `seconds` (0: never)")
+	fs.IntVar(&o.handshakeTimeout, "handshake-timeout", int(proxy.DefaultHandshakeTimeout/time.Second), "close a connection that has not sent a command, authenticated when --requirepass or --user is set, within this many `seconds` (0: never)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "`level`: debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "console", "`format`: console or json")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
@@ -289,13 +289,9 @@ func (o *options) config() (proxy.Config, error) {
 	if o.replTimeout < 1 {
 		return proxy.Config{}, errors.New("--repl-timeout must be at least 1 second")
 	}
-	var protected bool
-	switch o.protectedMode {
-	case "yes":
-		protected = true
-	case "no":
-	default:
-		return proxy.Config{}, fmt.Errorf("--protected-mode must be yes or no, not %q", o.protectedMode)
+	protected, err := yesNo("protected-mode", o.protectedMode)
+	if err != nil {
+		return proxy.Config{}, err
 	}
 	if o.master == "" {
 		return proxy.Config{}, errors.New("--master host:port is required")
@@ -342,13 +338,9 @@ func (o *options) config() (proxy.Config, error) {
 	if err != nil {
 		return proxy.Config{}, err
 	}
-	var tlsRepl bool
-	switch o.tlsReplication {
-	case "yes":
-		tlsRepl = true
-	case "no":
-	default:
-		return proxy.Config{}, fmt.Errorf("--tls-replication must be yes or no, not %q", o.tlsReplication)
+	tlsRepl, err := yesNo("tls-replication", o.tlsReplication)
+	if err != nil {
+		return proxy.Config{}, err
 	}
 	return proxy.Config{
 		MasterAddr:    o.master,
@@ -414,4 +406,15 @@ func (o *options) clientLimits() (proxy.Config, error) {
 		c.HandshakeTimeout = -1 // proxy.Config: negative is never, zero the default
 	}
 	return c, nil
+}
+
+// yesNo parses a redis.conf yes|no option.
+func yesNo(name, v string) (bool, error) {
+	switch v {
+	case "yes":
+		return true, nil
+	case "no":
+		return false, nil
+	}
+	return false, fmt.Errorf("--%s must be yes or no, not %q", name, v)
 }
