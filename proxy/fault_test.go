@@ -146,7 +146,7 @@ func (f *faultRun) waitConverged(timeout time.Duration) string {
 func (f *faultRun) checkProxyView() {
 	t := f.t
 	before := f.m.Info(t, "replication")
-	pi, err := infoAt(f.px.addr, "replication")
+	pi, err := rawInfo(f.px.addr, "", "replication")
 	if err != nil {
 		t.Fatalf("proxy INFO: %v", err)
 	}
@@ -208,7 +208,7 @@ func setupFaultRun(t *testing.T, seed uint64) *faultRun {
 	redistest.WriteBytes(t, f.m, 1<<20)
 	redistest.WaitInSync(t, syncTimeout, f.m, f.replicas...)
 	// The disk backlog exists from here on, so killing the proxy tests its recovery.
-	if bi, err := infoAt(f.px.addr, "backlog"); err != nil || bi["backlog_segments"] == "0" {
+	if bi, err := rawInfo(f.px.addr, "", "backlog"); err != nil || bi["backlog_segments"] == "0" {
 		t.Fatalf("the proxy has no disk backlog after the first sync: %v %v", bi, err)
 	}
 	return f

@@ -3,14 +3,12 @@
 package proxy_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -241,31 +239,9 @@ func (pp *proxyProc) waitServing(timeout time.Duration) {
 		if c := pp.crashed(); c != "" {
 			pp.t.Fatalf("psync-proxy exited on its own (%s)", c)
 		}
-		_, err := infoAt(pp.addr, "server")
+		_, err := rawInfo(pp.addr, "", "server")
 		return err
 	})
-}
-
-// infoAt sends INFO section to addr on a new connection, without failing the test, for use
-// while the server may be down.
-func infoAt(addr, section string) (map[string]string, error) {
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := fmt.Fprintf(c, "*2\r\n$4\r\nINFO\r\n$%d\r\n%s\r\n", len(section), section); err != nil {
-		return nil, err
-	}
-	v, _, err := tresp.NewReader(bufio.NewReader(c)).ReadValue()
-	if err != nil {
-		return nil, fmt.Errorf("INFO %s on %s: %w", section, addr, err)
-	}
-	if v.Type() == tresp.Error {
-		return nil, fmt.Errorf("INFO %s on %s: %s", section, addr, v.String())
-	}
-	return redistest.ParseInfo(v.String()), nil
 }
 
 // keyedWriter sends MULTI/EXEC transactions of values from 1 byte to 32 KiB to the master,

@@ -69,14 +69,7 @@ func writeChunks(w io.Writer, b []byte, sizes []int) <-chan error {
 	return errc
 }
 
-func encode(args ...string) string {
-	var w redcon.Writer
-	w.WriteArray(len(args))
-	for _, a := range args {
-		w.WriteBulkString(a)
-	}
-	return string(w.Buffer())
-}
+func encode(args ...string) string { return string(appendCommand(nil, args...)) }
 
 // TestFramerSplits: whatever the fragmentation, redcon reads the same commands through the
 // framer, inline and multibulk, with blank lines, empty and binary arguments.

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/psync-proxy/psync-proxy/backlog"
+	"github.com/psync-proxy/psync-proxy/bench/redistest"
 	"github.com/psync-proxy/psync-proxy/resp"
 )
 
@@ -88,7 +89,12 @@ func TestUpstreamStorageError(t *testing.T) {
 	}
 	fb.failing.Store(false)
 	fb.synced.Store(28)
-	eventually(t, func() bool { return fb.End() == 28 })
+	redistest.Eventually(t, 5*time.Second, func() error {
+		if end := fb.End(); end != 28 {
+			return fmt.Errorf("backlog end %d, want 28", end)
+		}
+		return nil
+	})
 	for i := 0; readAck(t, mbr) != 28; i++ {
 		if i == 3 {
 			t.Fatal("no ACK of 28 once the stream is stored and synced")
@@ -104,15 +110,5 @@ func TestUpstreamStorageError(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("stream did not end after the master closed")
-	}
-}
-
-func eventually(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
