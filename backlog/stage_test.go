@@ -141,8 +141,12 @@ func TestStageFull(t *testing.T) {
 			t.Fatalf("Stage at %d staged: %v", r.Staged(), err)
 		}
 	}
+	left := zeros.Len()
 	if _, err := r.Stage(zeros); !errors.Is(err, ErrStageFull) {
 		t.Fatalf("Stage with Size bytes staged: %v, want ErrStageFull", err)
+	}
+	if zeros.Len() != left {
+		t.Fatalf("a full Stage read %d bytes", left-zeros.Len())
 	}
 	if _, err := r.Publish(MinSize); err != nil {
 		t.Fatal(err)

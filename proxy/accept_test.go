@@ -43,11 +43,13 @@ func TestAcceptBacksOffOnEMFILE(t *testing.T) {
 	if calls := ln.calls.Load(); calls != 9 {
 		t.Errorf("%d calls to Accept, want 9", calls)
 	}
-	if d := time.Since(start); d < 1200*time.Millisecond {
+	d := time.Since(start)
+	if d < 1200*time.Millisecond {
 		t.Errorf("8 failures were retried within %v, want about 1.3 s of backoff", d)
 	}
-	if n := logs.Load(); n < 1 || n > 3 {
-		t.Errorf("%d log lines for 8 failures over about 1.3 s, want 1 to 3", n)
+	// At most one line a second, however long a loaded machine stretched the waits.
+	if n, most := logs.Load(), int64(d/time.Second)+1; n < 1 || n > most {
+		t.Errorf("%d log lines for 8 failures over %v, want 1 to %d", n, d, most)
 	}
 
 	ln.closed.Store(true)

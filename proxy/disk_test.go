@@ -202,7 +202,10 @@ func TestDiskBacklogReplicaAhead(t *testing.T) {
 	end, _ := strconv.ParseInt(p.info("replication")["master_repl_offset"], 10, 64)
 
 	p.stop()
-	segs, _ := filepath.Glob(filepath.Join(p.cfg.Dir, "backlog", "*.data"))
+	segs, err := filepath.Glob(filepath.Join(p.cfg.Dir, "backlog", "*.data"))
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("segment files: %v, %d found", err, len(segs))
+	}
 	if len(segs) == 0 {
 		t.Fatal("no backlog segment on disk")
 	}
@@ -309,12 +312,15 @@ func TestDiskBacklogRetention(t *testing.T) {
 	if first < 16<<20 || histlen > 8<<20 {
 		t.Errorf("after 32 MB into an 8 MB disk backlog: first byte %d, histlen %d", first, histlen)
 	}
-	segs, _ := filepath.Glob(filepath.Join(p.cfg.Dir, "backlog", "*.data"))
+	segs, err := filepath.Glob(filepath.Join(p.cfg.Dir, "backlog", "*.data"))
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("segment files: %v, %d found", err, len(segs))
+	}
 	// 32 MB went through segments of 2 MB (a quarter of the size): about 16 were written.
 	if age, _ := strconv.Atoi(p.info("backlog")["backlog_oldest_age_seconds"]); age < 0 || age > 60 {
 		t.Errorf("backlog_oldest_age_seconds = %d for segments written during the test", age)
 	}
-	if n, _ := strconv.Atoi(p.info("backlog")["backlog_segments"]); n > 6 || len(segs) > 6 {
+	if n, err := strconv.Atoi(p.info("backlog")["backlog_segments"]); err != nil || n == 0 || n > 6 || len(segs) > 6 {
 		t.Errorf("%d segments in INFO, %d files: old segments were not deleted", n, len(segs))
 	}
 	full := p.stat("sync_full")

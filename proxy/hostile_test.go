@@ -267,6 +267,9 @@ func TestHostileClients(t *testing.T) {
 		t.Errorf("the replica's offset stalled for %v during the attack", s)
 	}
 	redistest.WaitInSync(t, time.Minute, m, r)
+	if n := r.CountLog(t, "Connection with master lost"); n != 0 {
+		t.Errorf("the streaming replica lost its link %d times during the attack", n)
+	}
 
 	log := hp.log()
 	for _, want := range []string{"Protocol error (invalid bulk length) from client", "Closing client that reached max query buffer length",
@@ -569,7 +572,12 @@ func hostileDeafReplica(t *testing.T, hp *hostileProxy, tried *atomic.Int64) err
 		if inf, err := hp.info("replication"); err == nil && inf["connected_slaves"] == "1" && strings.Contains(hp.log(), lost) {
 			log := hp.log()
 			line := log[strings.Index(log, lost):]
-			t.Logf("the replica that never reads was dropped after %v: %s", time.Since(start).Round(time.Millisecond), line[:strings.IndexByte(line, '\n')])
+			took := time.Since(start)
+			t.Logf("the replica that never reads was dropped after %v: %s", took.Round(time.Millisecond), line[:strings.IndexByte(line, '\n')])
+			// repl-timeout is 5 s, on the write or the read side; the rest is slack.
+			if took > 20*time.Second {
+				return fmt.Errorf("the replica that never reads was dropped only after %v, repl-timeout is 5s", took)
+			}
 			return nil
 		}
 		time.Sleep(200 * time.Millisecond)

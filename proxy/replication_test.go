@@ -227,14 +227,20 @@ func TestFullSyncFallbacks(t *testing.T) {
 		{"PSYNC", pi["master_replid2"], "1"},
 	} {
 		c := redistest.Dial(t, p.Addr())
+		start := time.Now()
 		c.Send(args...)
+		// Newlines keep the read alive, so the hold is bounded here, not by the read deadline.
 		line, err := c.ReadLine()
-		for err == nil && line == "" {
+		for err == nil && line == "" && time.Since(start) < 10*time.Second {
 			line, err = c.ReadLine()
 		}
 		c.Close()
 		if err != nil || !strings.HasPrefix(line, "+FULLRESYNC "+pi["master_replid"]+" ") {
 			t.Fatalf("%v: got %q, %v; want +FULLRESYNC", args, line, err)
+		}
+		// repl-timeout is 2 s; the hold is checked on a 1 s tick, and the machine is loaded.
+		if d := time.Since(start); d > 8*time.Second {
+			t.Fatalf("%v: answered after %v, want within repl-timeout (2s) and slack", args, d)
 		}
 	}
 	for _, tc := range []struct{ args, want []string }{

@@ -388,6 +388,14 @@ func testPassThrough(t *testing.T, diskless string) {
 	redistest.WaitOnline(t, r, syncTimeout)
 	stop()
 	redistest.WaitInSync(t, syncTimeout, m, r)
+	// One sync, streamed at once: a replica that missed the EOF mark would have timed out and
+	// synced again.
+	if n := r.CountLog(t, "MASTER <-> REPLICA sync: Finished with success"); n != 1 {
+		t.Errorf("the replica synced %d times, want 1", n)
+	}
+	if n := r.CountLog(t, "Timeout receiving bulk data"); n != 0 {
+		t.Errorf("the replica timed out receiving the snapshot %d times", n)
+	}
 
 	// The client without capa eof got newlines, then a length-framed copy of the snapshot.
 	line := readLineSkippingNewlines(t, noEOF)

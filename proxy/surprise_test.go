@@ -278,6 +278,7 @@ func TestUpstreamNoMasterLink(t *testing.T) {
 	log, logs := observedLogger(t)
 	p := startProxyAddr(t, proxy.Config{MasterAddr: mid.Addr(), Logger: log})
 	waitLog(t, logs, "Master is currently unable to PSYNC but should be in the future: -NOMASTERLINK Can't SYNC while not connected with my master", 3)
+	checkLoggedBackoff(t, logs)
 	if s := p.info("replication")["master_link_status"]; s != "down" {
 		t.Errorf("master_link_status:%s while the master answers -NOMASTERLINK", s)
 	}
@@ -306,6 +307,13 @@ func TestUpstreamNoAuth(t *testing.T) {
 	startProxyAddr(t, proxy.Config{MasterAddr: m.Addr(), Logger: log})
 	waitLog(t, logs, "Master does not support PSYNC or is in error state (reply: -NOAUTH Authentication required.)", 3)
 	waitLog(t, logs, "(Non critical) Master does not understand REPLCONF capa: -NOAUTH Authentication required.", 1)
+	checkLoggedBackoff(t, logs)
+}
+
+// checkLoggedBackoff asserts that the third retry logged waits 400 ms: the backoff doubles
+// from 100 ms.
+func checkLoggedBackoff(t *testing.T, logs *observer.ObservedLogs) {
+	t.Helper()
 	retries := logs.FilterMessageSnippet("MASTER <-> REPLICA sync failed, next attempt in").AllUntimed()
 	if len(retries) < 3 {
 		t.Fatalf("%d retries logged, want at least 3", len(retries))

@@ -396,4 +396,14 @@ func TestTLSOnlyBinary(t *testing.T) {
 	if ready := strings.Count(string(b), "Ready to accept replicas on"); ready != 1 || !strings.Contains(string(b), "(TLS)") {
 		t.Fatalf("want one listener, TLS; the log says:\n%s", b)
 	}
+	// And that listener does not answer plain RESP.
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 5*time.Second); err == nil {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write([]byte("PING\r\n"))
+		reply, _ := io.ReadAll(c)
+		c.Close()
+		if bytes.Contains(reply, []byte("PONG")) {
+			t.Fatalf("the TLS port answered a plain PING: %q", reply)
+		}
+	}
 }
