@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/psync-proxy/psync-proxy/bench/redistest"
+	"github.com/psync-proxy/psync-proxy/internal/redistest"
 )
 
 // env is one bench invocation: the built proxy binary, the results so far, progress output.

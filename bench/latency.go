@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/psync-proxy/psync-proxy/bench/redistest"
+	"github.com/psync-proxy/psync-proxy/internal/redistest"
 	tresp "github.com/tidwall/resp"
 )
 

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/psync-proxy/psync-proxy/bench/redistest"
+	"github.com/psync-proxy/psync-proxy/internal/redistest"
 )
 
 // MB is 2^20 bytes throughout, as in Redis's units ("10mb").

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/psync-proxy/psync-proxy/bench/redistest"
+	"github.com/psync-proxy/psync-proxy/internal/redistest"
 )
 
 // CPU placement (-pin). In production the master has its own host, and so do its clients,

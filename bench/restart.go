@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/psync-proxy/psync-proxy/bench/redistest"
+	"github.com/psync-proxy/psync-proxy/internal/redistest"
 )
 
 const (

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/psync-proxy/psync-proxy/bench/redistest"
+	"github.com/psync-proxy/psync-proxy/internal/redistest"
 )
 
 // steadyCase is one point of the steady scenario: replicas behind the master (or the proxy)

@@ -11,7 +11,7 @@ import (
 	tresp "github.com/tidwall/resp"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/psync-proxy/psync-proxy/bench/redistest"
+	"github.com/psync-proxy/psync-proxy/internal/redistest"
 	"github.com/psync-proxy/psync-proxy/proxy"
 )
 

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/psync-proxy/psync-proxy/backlog"
-	"github.com/psync-proxy/psync-proxy/bench/redistest"
+	"github.com/psync-proxy/psync-proxy/internal/redistest"
 	"github.com/psync-proxy/psync-proxy/proxy"
 )
 

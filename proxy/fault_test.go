@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/psync-proxy/psync-proxy/bench/redistest"
+	"github.com/psync-proxy/psync-proxy/internal/redistest"
 )
 
 // Environment switches of TestFaultInjection.

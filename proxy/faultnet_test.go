@@ -24,7 +24,7 @@ import (
 	"github.com/rs/zerolog"
 	tresp "github.com/tidwall/resp"
 
-	"github.com/psync-proxy/psync-proxy/bench/redistest"
+	"github.com/psync-proxy/psync-proxy/internal/redistest"
 )
 
 // This file holds the fault injection test's machinery: TCP links through an in-process

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/psync-proxy/psync-proxy/bench/redistest"
+	"github.com/psync-proxy/psync-proxy/internal/redistest"
 	"github.com/psync-proxy/psync-proxy/proxy"
 )
 

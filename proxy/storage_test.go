@@ -13,7 +13,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/psync-proxy/psync-proxy/backlog"
-	"github.com/psync-proxy/psync-proxy/bench/redistest"
+	"github.com/psync-proxy/psync-proxy/internal/redistest"
 	"github.com/psync-proxy/psync-proxy/resp"
 )
 

@@ -17,7 +17,7 @@ import (
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/psync-proxy/psync-proxy/bench/redistest"
+	"github.com/psync-proxy/psync-proxy/internal/redistest"
 	"github.com/psync-proxy/psync-proxy/proxy"
 	"github.com/psync-proxy/psync-proxy/resp"
 )

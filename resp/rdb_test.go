@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/psync-proxy/psync-proxy/bench/redistest"
+	"github.com/psync-proxy/psync-proxy/internal/redistest"
 )
 
 // jonesTable is Redis's CRC64 polynomial for hash/crc64, an independent

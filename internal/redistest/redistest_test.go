@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/psync-proxy/psync-proxy/bench/redistest"
+	"github.com/psync-proxy/psync-proxy/internal/redistest"
 )
 
 const emptyDigest = "0000000000000000000000000000000000000000"
