@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"context"
 	"crypto/tls"
 	"net"
 	"strings"
@@ -167,15 +166,7 @@ func serveOn(t *testing.T, ip net.IP, cfg proxy.Config, certs *testCerts) (plain
 		}
 		lns = append(lns, tln)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(ctx, lns...) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	t.Cleanup(serveAll(t, p, lns...).stop)
 	return plain, secure
 }
 

@@ -3,14 +3,13 @@ package proxy
 import (
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/psync-proxy/psync-proxy/backlog"
+	"github.com/psync-proxy/psync-proxy/proxy/clientport"
+	"github.com/psync-proxy/psync-proxy/proxy/upstream"
 )
 
 // Config holds everything a Proxy needs. Zero fields take the defaults noted on each.
@@ -131,8 +130,8 @@ func (c *Config) applyDefaults() error {
 	if c.MasterAddr == "" {
 		return errors.New("proxy: no master address (--master host:port)")
 	}
-	if _, _, err := net.SplitHostPort(c.MasterAddr); err != nil {
-		return fmt.Errorf("proxy: master address %q: %w", c.MasterAddr, err)
+	if err := (upstream.Master{Addr: c.MasterAddr}).Check(); err != nil {
+		return fmt.Errorf("proxy: %w", err)
 	}
 	if c.Dir == "" {
 		return errors.New("proxy: no data directory (--dir)")
@@ -187,6 +186,9 @@ func (c *Config) applyDefaults() error {
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
+	if err := checkUsers(c.Users); err != nil {
+		return err
+	}
 	return c.applyClientLimits()
 }
 
@@ -217,40 +219,18 @@ func (c *Config) applyClientLimits() error {
 	return nil
 }
 
-// ParseSize parses a size the way redis.conf does (src/util.c memtoull): a plain number of
-// bytes, or a number followed by k, kb, m, mb, g or gb, case-insensitively, where k = 1000 and
-// kb = 1024 and so on.
-func ParseSize(s string) (int64, error) {
-	t := strings.ToLower(strings.TrimSpace(s))
-	i := 0
-	for i < len(t) && t[i] >= '0' && t[i] <= '9' {
-		i++
-	}
-	if i == 0 {
-		return 0, fmt.Errorf("invalid size %q: want a number of bytes, optionally followed by k, kb, m, mb, g or gb", s)
-	}
-	var mul int64
-	switch t[i:] {
-	case "", "b":
-		mul = 1
-	case "k":
-		mul = 1000
-	case "kb":
-		mul = 1 << 10
-	case "m":
-		mul = 1000 * 1000
-	case "mb":
-		mul = 1 << 20
-	case "g":
-		mul = 1000 * 1000 * 1000
-	case "gb":
-		mul = 1 << 30
-	default:
-		return 0, fmt.Errorf("invalid size %q: unknown unit %q", s, t[i:])
-	}
-	n, err := strconv.ParseInt(t[:i], 10, 64)
-	if err != nil || n > (1<<62)/mul {
-		return 0, fmt.Errorf("invalid size %q: out of range", s)
-	}
-	return n * mul, nil
-}
+// ParseSize parses a size the way redis.conf does: a plain number of bytes, or a number
+// followed by k, kb, m, mb, g or gb, case-insensitively, where k = 1000 and kb = 1024.
+func ParseSize(s string) (int64, error) { return clientport.ParseSize(s) }
+
+// User is an ACL-style user of the client port, beside the default user whose password is
+// Config.RequirePass (see clientport.User).
+type User = clientport.User
+
+// ParseUser reads a user in the command-line form name:password:permissions.
+func ParseUser(s string) (User, error) { return clientport.ParseUser(s) }
+
+// ParseUsers reads users one a line, in ParseUser's form.
+func ParseUsers(text string) ([]User, error) { return clientport.ParseUsers(text) }
+
+func checkUsers(users []User) error { return clientport.CheckUsers(users) }

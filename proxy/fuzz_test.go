@@ -1,7 +1,6 @@
-package proxy
+package proxy_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -13,66 +12,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/psync-proxy/psync-proxy/resp"
+	"github.com/psync-proxy/psync-proxy/proxy"
 )
-
-// FuzzPsyncReply throws arbitrary master replies at the upstream link's reading of the PSYNC
-// answer: the keep-alive newlines, the reply, its classification (parsePsyncReply), then the
-// RDB payload line and payload. Nothing may panic, an accepted answer must be well formed,
-// and nothing may be read beyond the input.
-func FuzzPsyncReply(f *testing.F) {
-	const id = "8de1787ba490483314a4d30f1c628bc5025eb761"
-	const mark = "0123456789abcdef0123456789abcdef01234567"
-	for _, s := range []string{
-		"+FULLRESYNC " + id + " 0\r\n$3\r\nRDB",
-		"\n\n+FULLRESYNC " + id + " 0\r\n$EOF:" + mark + "\r\nRDB" + mark,
-		"+FULLRESYNC " + id + " 0\r\n\n\n$EOF:" + mark + "\r\n" + mark,
-		"+FULLRESYNC " + id + " 0\r\n-ERR BGSAVE failed, replication can't continue\r\n",
-		"+FULLRESYNC " + id + " -1\r\n", "+FULLRESYNC " + id[:39] + " 5\r\n", "+FULLRESYNC\r\n",
-		"+CONTINUE\r\n", "+CONTINUE " + id + "\r\n", "+CONTINUE x\r\n",
-		"-NOMASTERLINK Can't SYNC while not connected with my master\r\n",
-		"-LOADING Redis is loading the dataset in memory\r\n", "-NOAUTH Authentication required.\r\n",
-		"+OK\r\n", ":1\r\n", "$5\r\nhello\r\n", "*1\r\n$4\r\nPING\r\n", "\r\n", "", "\n",
-	} {
-		f.Add([]byte(s))
-	}
-	u := &upstream{p: &Proxy{lim: resp.DefaultLimits()}}
-	f.Fuzz(func(t *testing.T, in []byte) {
-		br := bufio.NewReaderSize(bytes.NewReader(in), 64<<10)
-		v, err := u.psyncReply(br)
-		if err != nil {
-			return
-		}
-		ans, err := parsePsyncReply(v)
-		if err != nil {
-			return
-		}
-		if ans.full && (len(ans.replid) != 40 || ans.offset < 0) || !ans.full && ans.replid != "" && len(ans.replid) != 40 {
-			t.Fatalf("accepted %q as %+v", in, ans)
-		}
-		if !ans.full {
-			return
-		}
-		hdr, err := resp.ReadPayloadHeader(br, u.p.lim, nil)
-		if err != nil {
-			return
-		}
-		if hdr.Marked() && len(hdr.Mark) != 40 || !hdr.Marked() && hdr.Len < 0 {
-			t.Fatalf("payload header %+v from %q", hdr, in)
-		}
-		var w countWriter
-		if n, _ := resp.CopyPayload(&w, br, hdr); n != int64(w) || n > int64(len(in)) {
-			t.Fatalf("copied %d bytes (%d written) from %d bytes of input", n, w, len(in))
-		}
-	})
-}
-
-type countWriter int64
-
-func (w *countWriter) Write(b []byte) (int, error) {
-	*w += countWriter(len(b))
-	return len(b), nil
-}
 
 // FuzzDownstream throws arbitrary bytes at a proxy's downstream port, as any client could:
 // the proxy must not panic, must answer with a bounded amount of bytes, must end the
@@ -104,15 +45,14 @@ func FuzzDownstream(f *testing.F) {
 	}
 	master := dead.Addr().String()
 	dead.Close() // nothing listens there: the proxy never gets a master
-	p, err := New(Config{MasterAddr: master, Dir: f.TempDir(), Logger: zap.NewNop()})
+	p, err := proxy.New(proxy.Config{MasterAddr: master, Dir: f.TempDir(), Logger: zap.NewNop()})
 	if err != nil {
 		f.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- p.Serve(ctx, ln) }()
+	go func() { done <- p.Serve(ln) }()
 	f.Cleanup(func() {
-		cancel()
+		p.Shutdown(context.Background())
 		<-done
 	})
 	addr := ln.Addr().String()

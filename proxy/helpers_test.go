@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -19,11 +20,10 @@ import (
 
 // testProxy is an in-process psync-proxy on a loopback port.
 type testProxy struct {
-	t      *testing.T
-	cfg    proxy.Config
-	port   int
-	cancel context.CancelFunc
-	done   chan error
+	t    *testing.T
+	cfg  proxy.Config
+	port int
+	run  *serving // the running proxy; nil when stopped
 
 	// tlsPort is the TLS listener's port, started beside the plain one when cfg has
 	// TLSCertFile (tls_test.go); 0 otherwise.
@@ -91,34 +91,71 @@ func (tp *testProxy) start(port int) {
 		tp.t.Fatalf("listen: %v", err)
 	}
 	tp.port = ln.Addr().(*net.TCPAddr).Port
+	var tlsRaw net.Listener
+	if tp.cfg.TLSCertFile != "" {
+		tlsRaw = tp.listenTLSRaw()
+	}
 	p, err := proxy.New(tp.cfg)
 	if err != nil {
 		tp.t.Fatalf("proxy.New: %v", err)
 	}
 	lns := []net.Listener{ln}
-	if tp.cfg.TLSCertFile != "" {
-		lns = append(lns, tp.listenTLS(p))
+	if tlsRaw != nil {
+		// As Redis: the TLS port is announced upstream with tls-replication.
+		tln, err := p.TLSListener(tlsRaw)
+		if err != nil {
+			tp.t.Fatalf("TLSListener: %v", err)
+		}
+		if tp.cfg.TLSReplication {
+			lns = []net.Listener{tln, ln}
+		} else {
+			lns = append(lns, tln)
+		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	tp.cancel, tp.done = cancel, make(chan error, 1)
-	go func() { tp.done <- p.Serve(ctx, lns...) }()
+	tp.run = serveAll(tp.t, p, lns...)
+}
+
+// serving is a proxy served on its listeners.
+type serving struct {
+	t    *testing.T
+	srv  *proxy.Server
+	done chan error // one result of Serve per listener
+	n    int
+}
+
+// serveAll serves p on every listener, the first first (its port is announced upstream).
+func serveAll(t *testing.T, p *proxy.Server, lns ...net.Listener) *serving {
+	s := &serving{t: t, srv: p, done: make(chan error, len(lns)), n: len(lns)}
+	for _, ln := range lns {
+		go func() { s.done <- p.Serve(ln) }()
+	}
+	return s
+}
+
+// stop shuts the proxy down; it fails the test if Serve failed or the proxy did not stop
+// within 15s.
+func (s *serving) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := s.srv.Shutdown(ctx); err != nil {
+		s.t.Errorf("proxy did not stop within 15s")
+		return
+	}
+	for range s.n {
+		if err := <-s.done; !errors.Is(err, proxy.ErrServerClosed) {
+			s.t.Errorf("proxy Serve: %v", err)
+		}
+	}
 }
 
 // stop ends the proxy and waits until every goroutine it started has returned.
 func (tp *testProxy) stop() {
-	if tp.cancel == nil {
+	if tp.run == nil {
 		return
 	}
-	tp.cancel()
-	tp.cancel = nil
-	select {
-	case err := <-tp.done:
-		if err != nil {
-			tp.t.Errorf("proxy Serve: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		tp.t.Errorf("proxy did not stop within 15s")
-	}
+	run := tp.run
+	tp.run = nil
+	run.stop()
 }
 
 func (tp *testProxy) Addr() string { return "127.0.0.1:" + strconv.Itoa(tp.port) }

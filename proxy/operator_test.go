@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"os/exec"
 	"strconv"
@@ -102,11 +103,11 @@ func TestOperatorSurface(t *testing.T) {
 	// SHUTDOWN stops the proxy: Serve returns, every goroutine ends.
 	exec.Command("redis-cli", "-p", strconv.Itoa(p.port), "-a", pass, "--no-auth-warning", "SHUTDOWN").Run()
 	select {
-	case err := <-p.done:
-		if err != nil {
+	case <-p.run.srv.Done():
+		if err := <-p.run.done; !errors.Is(err, proxy.ErrServerClosed) {
 			t.Fatalf("Serve after SHUTDOWN: %v", err)
 		}
-		p.cancel = nil
+		p.run = nil
 	case <-time.After(10 * time.Second):
 		t.Fatalf("the proxy did not stop after SHUTDOWN")
 	}

@@ -1,12 +1,10 @@
 package proxy
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 )
 
@@ -112,53 +110,4 @@ func verifyChain(roots *x509.CertPool) func(tls.ConnectionState) error {
 		}
 		return nil
 	}
-}
-
-// TLSListener wraps ln so that the proxy speaks TLS on it (Redis's tls-port), with the
-// certificate and client policy of its Config. Pass the result to Serve.
-func (p *Proxy) TLSListener(ln net.Listener) (net.Listener, error) {
-	if p.serverTLS == nil {
-		return nil, errors.New("proxy: a TLS listener needs tls-cert-file and tls-key-file")
-	}
-	return tlsListener{ln, p.serverTLS}, nil
-}
-
-// tlsListener accepts TLS connections. The handshake runs on the connection's first read or
-// write, in its own goroutine, so a slow or silent peer never holds up Accept.
-type tlsListener struct {
-	net.Listener
-	cfg *tls.Config
-}
-
-func (l tlsListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return tls.Server(c, l.cfg), nil
-}
-
-// dialMaster connects to the master, over TLS with tls-replication, within repl-timeout.
-func (p *Proxy) dialMaster(ctx context.Context) (net.Conn, error) {
-	d := net.Dialer{Timeout: p.timeout()}
-	raw, err := d.DialContext(ctx, "tcp", p.cfg.MasterAddr)
-	if err != nil {
-		return nil, fmt.Errorf("connect to master: %w", err)
-	}
-	if p.clientTLS == nil {
-		return raw, nil
-	}
-	cfg := p.clientTLS
-	if host, _, _ := net.SplitHostPort(p.cfg.MasterAddr); net.ParseIP(host) == nil {
-		cfg = cfg.Clone()
-		cfg.ServerName = host // SNI only: the name is not verified
-	}
-	tc := tls.Client(raw, cfg)
-	hctx, cancel := context.WithTimeout(ctx, p.timeout())
-	defer cancel()
-	if err := tc.HandshakeContext(hctx); err != nil {
-		raw.Close()
-		return nil, fmt.Errorf("TLS handshake with master: %w", err)
-	}
-	return tc, nil
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -16,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -118,19 +116,16 @@ func (c testCerts) proxyConfig(cfg proxy.Config) proxy.Config {
 	return cfg
 }
 
-// listenTLS opens the proxy's TLS listener on tp.tlsPort (a new port the first time).
-func (tp *testProxy) listenTLS(p *proxy.Proxy) net.Listener {
+// listenTLSRaw opens the socket of the proxy's TLS listener on tp.tlsPort (a new port the
+// first time).
+func (tp *testProxy) listenTLSRaw() net.Listener {
 	tp.t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(tp.tlsPort))
 	if err != nil {
 		tp.t.Fatalf("listen TLS: %v", err)
 	}
 	tp.tlsPort = ln.Addr().(*net.TCPAddr).Port
-	tln, err := p.TLSListener(ln)
-	if err != nil {
-		tp.t.Fatalf("TLSListener: %v", err)
-	}
-	return tln
+	return ln
 }
 
 // tlsReplicaArgs make a redis-server a replica of the proxy's TLS port, over TLS.
@@ -273,76 +268,6 @@ func (c testCerts) caPool(t *testing.T) *x509.CertPool {
 		t.Fatalf("CA %s: %v", c.ca, err)
 	}
 	return pool
-}
-
-// On a TLS connection none of the raw-socket paths is taken, and a snapshot copied to it
-// arrives intact: through sendfile it would go out as plaintext and break the session.
-func TestTLSConnFallsBack(t *testing.T) {
-	certs := newTestCerts(t)
-	cert, err := tls.LoadX509KeyPair(certs.cert, certs.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		accepted <- c
-	}()
-	plainClient, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, ok := <-accepted
-	if !ok {
-		t.Fatal("accept failed")
-	}
-	if raw, poll := proxy.FastPaths(server); !raw || poll != (runtime.GOOS == "linux") {
-		t.Fatalf("plain TCP: rawTCP %v pollRead %v; want the fast paths", raw, poll)
-	}
-	srv := tls.Server(server, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-	cli := tls.Client(plainClient, &tls.Config{RootCAs: certs.caPool(t), ServerName: "localhost"})
-	defer srv.Close()
-	defer cli.Close()
-	if raw, poll := proxy.FastPaths(srv); raw || poll {
-		t.Fatalf("TLS: rawTCP %v pollRead %v; want no raw-socket path", raw, poll)
-	}
-
-	data := make([]byte, 3<<20)
-	rand.Read(data)
-	path := filepath.Join(t.TempDir(), "snapshot.rdb")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	errc := make(chan error, 1)
-	go func() {
-		_, err := proxy.CopyFile(srv, f, int64(len(data)))
-		errc <- err
-	}()
-	cli.SetDeadline(time.Now().Add(time.Minute))
-	got := make([]byte, len(data))
-	if _, err := io.ReadFull(cli, got); err != nil {
-		t.Fatalf("reading through TLS: %v", err)
-	}
-	if err := <-errc; err != nil {
-		t.Fatalf("CopyFile: %v", err)
-	}
-	if !bytes.Equal(got, data) {
-		t.Fatal("the file arrived altered through TLS")
-	}
 }
 
 // TLS only, as an operator runs it: the psync-proxy binary with --listen on port 0 (no plain

@@ -227,12 +227,19 @@ func run(args []string, stderr io.Writer) int {
 	defer log.Sync()
 	cfg.Logger = log
 	cfg.MaxClients = adjustOpenFilesLimit(cfg.MaxClients, log.Sugar())
-	p, err := proxy.New(cfg)
+	plain, secure, err := listen(o)
 	if err != nil {
+		log.Error("Cannot listen", zap.Error(err))
+		return 1
+	}
+	cfg.AnnouncePort = announcePort(plain, secure, cfg.TLSReplication)
+	srv, err := proxy.New(cfg)
+	if err != nil {
+		closeAll(plain, secure)
 		log.Error("Cannot start", zap.Error(err))
 		return 1
 	}
-	lns, err := listen(p, o)
+	lns, err := wrapTLS(srv, plain, secure)
 	if err != nil {
 		log.Error("Cannot listen", zap.Error(err))
 		return 1
@@ -240,42 +247,82 @@ func run(args []string, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	log.Sugar().Infof("psync-proxy %s starting, pid %d", proxy.Version, os.Getpid())
-	if err := p.Serve(ctx, lns...); err != nil {
-		log.Error("Stopped", zap.Error(err))
-		return 1
-	}
-	return 0
+	return serve(ctx, srv, lns, log)
 }
 
-// listen opens the plain and TLS listeners the options ask for.
-func listen(p *proxy.Proxy, o *options) ([]net.Listener, error) {
-	plain, secure, err := o.listenAddrs()
+// serve runs srv on every listener until a signal or a client's SHUTDOWN, or until a
+// listener fails, then shuts it down.
+func serve(ctx context.Context, srv *proxy.Server, lns []net.Listener, log *zap.Logger) int {
+	errc := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	code := 0
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if !errors.Is(err, proxy.ErrServerClosed) {
+			log.Error("Stopped", zap.Error(err))
+			code = 1
+		}
+	}
+	srv.Shutdown(context.Background())
+	return code
+}
+
+// listen opens the plain and TLS sockets the options ask for; either may be nil.
+func listen(o *options) (plain, secure net.Listener, err error) {
+	plainAddr, secureAddr, err := o.listenAddrs()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	if plainAddr != "" {
+		if plain, err = net.Listen("tcp", plainAddr); err != nil {
+			return nil, nil, err
+		}
+	}
+	if secureAddr != "" {
+		if secure, err = net.Listen("tcp", secureAddr); err != nil {
+			closeAll(plain, nil)
+			return nil, nil, fmt.Errorf("--tls-port: %w", err)
+		}
+	}
+	return plain, secure, nil
+}
+
+// announcePort is the port sent upstream with REPLCONF listening-port, as Redis picks it:
+// the TLS listener's with tls-replication, else the plain one's.
+func announcePort(plain, secure net.Listener, tlsReplication bool) int {
+	ln := plain
+	if secure != nil && (tlsReplication || plain == nil) {
+		ln = secure
+	}
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// wrapTLS returns the listeners to serve: the plain one, and the TLS one wrapped by srv.
+func wrapTLS(srv *proxy.Server, plain, secure net.Listener) ([]net.Listener, error) {
 	var lns []net.Listener
-	if plain != "" {
-		ln, err := net.Listen("tcp", plain)
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, ln)
+	if plain != nil {
+		lns = append(lns, plain)
 	}
-	if secure != "" {
-		ln, err := net.Listen("tcp", secure)
-		if err == nil {
-			var tln net.Listener
-			if tln, err = p.TLSListener(ln); err == nil {
-				return append(lns, tln), nil
-			}
-			ln.Close()
+	if secure != nil {
+		tln, err := srv.TLSListener(secure)
+		if err != nil {
+			closeAll(plain, secure)
+			return nil, fmt.Errorf("--tls-port: %w", err)
 		}
-		for _, l := range lns {
-			l.Close()
-		}
-		return nil, fmt.Errorf("--tls-port: %w", err)
+		lns = append(lns, tln)
 	}
 	return lns, nil
+}
+
+func closeAll(lns ...net.Listener) {
+	for _, ln := range lns {
+		if ln != nil {
+			ln.Close()
+		}
+	}
 }
 
 func (o *options) config() (proxy.Config, error) {

@@ -1,0 +1,92 @@
+package downstream
+
+import (
+	"io"
+	"net"
+	"syscall"
+	"testing"
+
+	"github.com/psync-proxy/psync-proxy/backlog"
+)
+
+// tcpPair returns the two ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (a, b net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	a, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err = ln.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+// TestFanOut checks the inline write's conditions: only an idle replica whose cursor is on
+// this ring at exactly the appended bytes' offset gets them, and its cursor moves past them.
+func TestFanOut(t *testing.T) {
+	s := &Sessions{}
+	ring := backlog.NewRing(1<<20, 1)
+	other := backlog.NewRing(1<<20, 1)
+	ring.Append([]byte("hello"))
+	other.Append([]byte("hello"))
+
+	mk := func(rg *backlog.Ring, off int64, idle bool) (*session, net.Conn) {
+		a, b := tcpPair(t)
+		raw, err := a.(syscall.Conn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur, err := rg.NewCursor(off)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &session{}
+		r.fast.cur, r.fast.raw, r.fast.idle = cur, raw, idle
+		s.addFast(r)
+		return r, b
+	}
+	ready, readyPeer := mk(ring, 6, true)
+	busy, _ := mk(ring, 6, false)
+	behind, _ := mk(ring, 3, true)
+	elsewhere, _ := mk(other, 6, true)
+
+	ring.Append([]byte(" world"))
+	s.FanOut(ring, 6, []byte(" world"))
+
+	got := make([]byte, 6)
+	if _, err := io.ReadFull(readyPeer, got); err != nil || string(got) != " world" {
+		t.Fatalf("idle replica at the offset got %q, %v", got, err)
+	}
+	for name, c := range map[string]struct {
+		r    *session
+		want int64
+	}{"ready": {ready, 12}, "busy": {busy, 6}, "behind": {behind, 3}, "other ring": {elsewhere, 6}} {
+		if off := c.r.fast.cur.Offset(); off != c.want {
+			t.Errorf("%s: cursor at %d, want %d", name, off, c.want)
+		}
+	}
+	s.removeFastLocked(ready)
+	if n := len(*s.fast.Load()); n != 3 {
+		t.Fatalf("%d replicas left on the list, want 3", n)
+	}
+}
+
+// TestCursorSkipBounds checks that an inline write can never move a cursor past End()+1.
+func TestCursorSkipBounds(t *testing.T) {
+	ring := backlog.NewRing(1<<20, 1)
+	ring.Append([]byte("abc"))
+	cur, _ := ring.NewCursor(2)
+	if err := cur.Skip(3); err == nil {
+		t.Fatal("Skip past End()+1 succeeded")
+	}
+	if err := cur.Skip(2); err != nil || cur.Offset() != 4 {
+		t.Fatalf("Skip(2) = %v, offset %d", err, cur.Offset())
+	}
+}
