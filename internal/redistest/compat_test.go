@@ -178,3 +178,19 @@ func TestLogPhrase(t *testing.T) {
 		t.Errorf("CountLogAny = %d, want 1", n)
 	}
 }
+
+// TestCompatBuildFails: a build.sh that fails (here: no such archive) fails
+// the test with its message.
+func TestCompatBuildFails(t *testing.T) {
+	t.Parallel()
+	ft := &fakeTB{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		redistest.CompatBinary(ft, "redis-0.0.0")
+	}()
+	<-done
+	if !strings.Contains(ft.fatal, "failed") || !strings.Contains(ft.fatal, "no redis-0.0.0.tar.gz") {
+		t.Fatalf("fatal %q", ft.fatal)
+	}
+}
