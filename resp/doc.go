@@ -10,6 +10,9 @@
 //     swallowed;
 //   - reads the RDB preamble, "$<len>\r\n" or "$EOF:<mark>\r\n", and copies the
 //     payload without reading past its end (ReadPayloadHeader, CopyPayload);
+//   - checks the framing of an RDB snapshot as it arrives (RDBChecker): magic,
+//     version, leading aux fields, EOF opcode and CRC64, never the body, so
+//     that a newer Redis or Valkey format passes with a warning;
 //   - follows command boundaries in the replication stream without copying it
 //     (Scanner), so the proxy can tell where a command ends and spot
 //     REPLCONF GETACK.

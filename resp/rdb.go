@@ -13,20 +13,33 @@ import (
 )
 
 // ErrBadRDB is returned, wrapped with the detail and the byte offset, for an
-// RDB snapshot that is malformed, truncated, of an unknown version, or whose
-// CRC64 trailer does not match. Test it with errors.Is.
+// RDB snapshot whose framing is wrong: bad magic or version, a malformed or
+// truncated aux field, no EOF opcode where it belongs, or a CRC64 trailer
+// that does not match. Test it with errors.Is.
 var ErrBadRDB = errors.New("resp: bad RDB")
 
-// RDB versions accepted in the header. Sources: src/rdb.h RDB_VERSION in
-// redis/redis (7.0: 10, 7.2: 11, 7.4 to 8.4: 12, 8.6: 13) and valkey-io/valkey
-// (7.2 and 8.x: 11 with magic "REDIS"; 9.0: 80 and 9.2: 81 with magic
-// "VALKEY", which reserves 12 to 79 for Redis). Versions below 5 (Redis 2.4
-// and older) have no CRC64 trailer and are not accepted.
+// RDB versions. Sources: src/rdb.h RDB_VERSION in redis/redis (7.0: 10,
+// 7.2: 11, 7.4 to 8.4: 12, 8.6: 13, 8.8: 14) and valkey-io/valkey (7.2 and
+// 8.x: 11 with magic "REDIS"; 9.0: 80 and 9.2: 81 with magic "VALKEY").
+// Valkey's rdb.h reserves 12 to 79 for Redis's formats
+// (RDB_FOREIGN_VERSION_MIN/MAX), and its loader refuses "VALKEY" with a
+// version up to 79 and "REDIS" with one above 79 (rdbIsVersionAccepted).
+//
+// The rule here checks each magic against its own family's definition:
+// "REDIS" and 4 digits from 5 up (Redis's loader takes any version up to
+// its own, and Redis never agreed to stop at 79: that bound is Valkey's
+// reservation), "VALKEY" and 3 digits from 80 up (the magic exists only
+// from 80; Valkey refuses it below). Versions below 5 (Redis 2.4 and older)
+// have no CRC64 trailer and are refused. A version above the newest one
+// known for its magic is accepted with RDBInfo.NewerVersion set: the checker
+// reads only the framing, which every version so far shares, and never the
+// body, whose type numbers Redis 8 and Valkey 9 already give different
+// meanings. Whether a replica can load it is the replica's business.
 const (
 	rdbMinVersion       = 5  // first version with the CRC64 trailer
-	rdbMaxRedisVersion  = 13 // Redis 8.6
+	rdbNewestRedis      = 14 // Redis 8.8
 	rdbMinValkeyVersion = 80 // Valkey 9.0, first with magic "VALKEY"
-	rdbMaxValkeyVersion = 81 // Valkey 9.2
+	rdbNewestValkey     = 81 // Valkey 9.2
 )
 
 const (
@@ -45,6 +58,11 @@ type RDBInfo struct {
 	Version int   // format version from the header
 	Valkey  bool  // the magic is "VALKEY" (Valkey 9+) rather than "REDIS"
 	Size    int64 // bytes checked, trailer included
+
+	// NewerVersion reports a version above the newest the checker knows for
+	// its magic (14 for "REDIS", 81 for "VALKEY"). Such a snapshot passed
+	// the same framing checks; callers should log a warning naming Header.
+	NewerVersion bool
 
 	// Checksum is the 8-byte trailer read as a little-endian uint64. It is 0
 	// when the producer ran with rdbchecksum no; then nothing was checked and
@@ -71,11 +89,15 @@ type RDBInfo struct {
 	AuxSkipped bool
 }
 
-// RDBChecker checks an RDB snapshot fed to it through Write, in chunks of any
-// size, as it arrives: the header and version, the leading aux fields, the
-// EOF opcode and the CRC64 trailer. It keeps at most 64 KiB, only while it
-// reads the aux fields, whatever the snapshot's size. Use it beside the file
-// being written:
+// RDBChecker checks the framing of an RDB snapshot fed to it through Write,
+// in chunks of any size, as it arrives: the header and version, the leading
+// aux fields (opcode 0xfa, the same in every version of both families), the
+// EOF opcode and the CRC64 trailer. The body between the aux fields and the
+// EOF opcode is opaque: no type or opcode in it is ever read. The EOF opcode
+// is found from the end, as the byte before the 8-byte trailer, since the
+// payload's length (or end mark) comes from the replication link. The
+// checker keeps at most 64 KiB, only while it reads the aux fields, whatever
+// the snapshot's size. Use it beside the file being written:
 //
 //	var chk resp.RDBChecker
 //	_, err := io.Copy(io.MultiWriter(file, &chk), io.LimitReader(conn, size))
@@ -267,16 +289,28 @@ func checkMagic(b []byte, info *RDBInfo) error {
 		}
 		v = v*10 + int(d-'0')
 	}
-	lo, hi := rdbMinVersion, rdbMaxRedisVersion
+	lo, newest := rdbMinVersion, rdbNewestRedis
 	if magic == "VALKEY" {
-		lo, hi = rdbMinValkeyVersion, rdbMaxValkeyVersion
+		lo, newest = rdbMinValkeyVersion, rdbNewestValkey
 	}
-	if v < lo || v > hi {
-		return fmt.Errorf("%w: unsupported RDB version %d at offset %d: with magic %q the versions known are %d to %d",
-			ErrBadRDB, v, len(magic), magic, lo, hi)
+	if v < lo {
+		return fmt.Errorf("%w: unsupported RDB version %d at offset %d: with magic %q the versions accepted start at %d",
+			ErrBadRDB, v, len(magic), magic, lo)
 	}
-	info.Version, info.Valkey = v, magic == "VALKEY"
+	info.Version, info.Valkey, info.NewerVersion = v, magic == "VALKEY", v > newest
 	return nil
+}
+
+// Header returns the 9-byte header the snapshot started with, such as
+// "REDIS0014" or "VALKEY080" ("" before the header was read).
+func (i RDBInfo) Header() string {
+	switch {
+	case i.Version == 0:
+		return ""
+	case i.Valkey:
+		return fmt.Sprintf("VALKEY%03d", i.Version)
+	}
+	return fmt.Sprintf("REDIS%04d", i.Version)
 }
 
 // Non-fatal outcomes of auxString: the field does not end within the bytes

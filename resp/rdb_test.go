@@ -9,15 +9,11 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/psync-proxy/psync-proxy/internal/redistest"
 )
 
 // jonesTable is Redis's CRC64 polynomial for hash/crc64, an independent
@@ -92,6 +88,13 @@ func auxField(key string, val []byte) []byte {
 
 // testBody is a database selector, a size hint and one string key.
 var testBody = []byte{0xfe, 0x00, 0xfb, 0x01, 0x00, 0x00, 0x01, 'k', 0x01, 'v'}
+
+// opaqueBody is a body no RDB reader of today could load: a database
+// selector, then type 29 (Redis 8.8's GCRA; nothing in Valkey 9), opcode
+// 0xf3 (Redis's KEY_META, Valkey's SLOT_IMPORT), a bad length encoding 0x85,
+// and bytes that look like an aux field and like the EOF opcode. The checker
+// never reads past the aux fields, so it must accept the body as it is.
+var opaqueBody = []byte{0xfe, 0x00, 29, 0x01, 'k', 0x85, 0xf3, 0xfa, 0x01, 'x', 0xff, 0x00, 0xff, 0x16, 0x19}
 
 // makeRDB joins header, aux fields and body, then the EOF opcode and the
 // CRC64 trailer (0 when !checksum), computed with hash/crc64.
@@ -189,6 +192,22 @@ func TestRDBCheckerValid(t *testing.T) {
 	tests := []validCase{
 		{"minimal version 5", makeRDB("REDIS0005", true),
 			RDBInfo{Version: 5, ReplStreamDB: -1}},
+		{"redis 8.8, opaque body", makeRDB("REDIS0014", true, auxField("redis-ver", encStr("8.8.0")), opaqueBody),
+			RDBInfo{Version: 14, ReplStreamDB: -1, ServerVersion: "8.8.0", Aux: map[string]string{"redis-ver": "8.8.0"}}},
+		{"version 99 framed correctly", makeRDB("REDIS0099", true,
+			auxField("redis-ver", encStr("99.0.0")), auxField("repl-id", encStr(testReplID)), auxField("repl-offset", encInt16(1000)), opaqueBody),
+			RDBInfo{Version: 99, NewerVersion: true, HasRepl: true, ReplID: testReplID, ReplOffset: 1000, ReplStreamDB: -1,
+				ServerVersion: "99.0.0", Aux: map[string]string{"redis-ver": "99.0.0", "repl-id": testReplID, "repl-offset": "1000"}}},
+		{"version 80 with magic REDIS is a newer Redis", makeRDB("REDIS0080", true, testBody),
+			RDBInfo{Version: 80, NewerVersion: true, ReplStreamDB: -1}},
+		{"version 9999, checksum off", makeRDB("REDIS9999", false, opaqueBody),
+			RDBInfo{Version: 9999, NewerVersion: true, ReplStreamDB: -1}},
+		{"valkey 9.2", makeRDB("VALKEY081", true, testBody),
+			RDBInfo{Version: 81, Valkey: true, ReplStreamDB: -1}},
+		{"valkey 99, no aux fields", makeRDB("VALKEY099", true, opaqueBody),
+			RDBInfo{Version: 99, Valkey: true, NewerVersion: true, ReplStreamDB: -1}},
+		{"valkey 999", makeRDB("VALKEY999", true),
+			RDBInfo{Version: 999, Valkey: true, NewerVersion: true, ReplStreamDB: -1}},
 		{"no aux, one key", makeRDB("REDIS0009", true, testBody),
 			RDBInfo{Version: 9, ReplStreamDB: -1}},
 		{"redis 7.0 replication save", makeRDB("REDIS0010", true,
@@ -258,6 +277,12 @@ func TestRDBCheckerErrors(t *testing.T) {
 	good := makeRDB("REDIS0010", true, auxField("redis-ver", encStr("7.0.15")), testBody)
 	badSum := bytes.Clone(good)
 	badSum[len(badSum)-3] ^= 0x10
+	newer := makeRDB("REDIS0099", true, auxField("redis-ver", encStr("99.0.0")), opaqueBody)
+	newerBadSum := bytes.Clone(newer)
+	newerBadSum[len(newer)-12] ^= 0x01 // in the body
+	valkeyNewer := makeRDB("VALKEY099", true, auxField("valkey-ver", encStr("99.0.0")), opaqueBody)
+	valkeyBadSum := bytes.Clone(valkeyNewer)
+	valkeyBadSum[len(valkeyNewer)-1] ^= 0x80
 	tests := []struct {
 		name, want string
 		rdb        []byte
@@ -270,10 +295,18 @@ func TestRDBCheckerErrors(t *testing.T) {
 		{"valkey magic cut", `starts with "VALKEX"`, makeRDB("VALKEX080", true)},
 		{"version not digits", `version at offset 5 is "001x"`, makeRDB("REDIS001x", true)},
 		{"version 4", "unsupported RDB version 4 ", makeRDB("REDIS0004", true)},
-		{"version 14", "unsupported RDB version 14 ", makeRDB("REDIS0014", true)},
-		{"version 80 as REDIS", "unsupported RDB version 80 ", makeRDB("REDIS0080", true)},
+		{"version 0", "unsupported RDB version 0 ", makeRDB("REDIS0000", true)},
 		{"valkey 11", "unsupported RDB version 11 ", makeRDB("VALKEY011", true)},
-		{"valkey 82", "unsupported RDB version 82 ", makeRDB("VALKEY082", true)},
+		{"valkey 79", "unsupported RDB version 79 ", makeRDB("VALKEY079", true)},
+		{"version with a sign", `version at offset 5 is "+014"`, makeRDB("REDIS+014", true)},
+		{"version with a space", `version at offset 6 is " 99"`, makeRDB("VALKEY 99", true)},
+		{"version 99, bad checksum", "checksum mismatch", newerBadSum},
+		{"version 99, truncated", "not the EOF opcode", newer[:len(newer)-1]},
+		{"version 99, cut where 0xff passes for the EOF opcode", "checksum mismatch", newer[:len(newer)-3]},
+		{"version 99, cut inside the aux fields", "ends inside the aux field", newer[:20]},
+		{"version 99, trailing byte", "not the EOF opcode", append(bytes.Clone(newer), 0)},
+		{"valkey 99, bad checksum", "checksum mismatch", valkeyBadSum},
+		{"valkey 99, bad magic", `starts with "VALKEI"`, append([]byte("VALKEI"), valkeyNewer[6:]...)},
 		{"length encoding 0x85", "aux field at offset 9: unknown length encoding 0x85",
 			makeRDB("REDIS0010", true, []byte{rdbOpAux, 0x85})},
 		{"string encoding 4", "aux field at offset 9: unknown string encoding 4",
@@ -360,6 +393,52 @@ func TestRDBFixtures(t *testing.T) {
 	}
 }
 
+// TestRDBFixturesCompat checks a replica's SAVE after a full sync by Redis
+// 8.8.0 (REDIS0014) and by Valkey 9.0.4 (VALKEY080), written by
+// TestWriteRDBFixtures and kept in testdata so that they are tested, and seed
+// the fuzzer, where the compat servers cannot be built. Both hold the same
+// keys: an LZF-compressed value, integers, hashes with field TTLs (Redis
+// 8.8 stores them as type 25, Valkey 9 as type 22, which Redis 8.8 reads as
+// a pre-GA hash with metadata), a stream (type 27 and 21), and a key in db 3.
+func TestRDBFixturesCompat(t *testing.T) {
+	const redisID, valkeyID = "504a0182751d31d6123e32a23630301cf8ebac36", "8c1cdbb3ca56a5e4b8c674c3699104c81f85aaaa"
+	for _, c := range []struct {
+		name string
+		want RDBInfo
+	}{
+		{"redis-8.8.0-replica.rdb", RDBInfo{Version: 14, Size: 402, Checksum: 0xbd1a18839bfac436, ChecksumOK: true,
+			HasRepl: true, ReplID: redisID, ReplOffset: 56, ReplStreamDB: 3, ServerVersion: "8.8.0",
+			Aux: map[string]string{"redis-ver": "8.8.0", "redis-bits": "64", "ctime": "1796519232", "used-mem": "987192",
+				"repl-stream-db": "3", "repl-id": redisID, "repl-offset": "56", "aof-base": "0"}}},
+		{"valkey-9.0.4-replica.rdb", RDBInfo{Version: 80, Valkey: true, Size: 363, Checksum: 0x150f0e5027ab3617, ChecksumOK: true,
+			HasRepl: true, ReplID: valkeyID, ReplOffset: 56, ReplStreamDB: 3, ServerVersion: "9.0.4",
+			Aux: map[string]string{"valkey-ver": "9.0.4", "redis-bits": "64", "ctime": "1796519233", "used-mem": "1162672",
+				"repl-stream-db": "3", "repl-id": valkeyID, "repl-offset": "56", "aof-base": "0"}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join("testdata", "rdb", c.name)
+			info, err := CheckRDBFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(info, c.want) {
+				t.Fatalf("got  %+v\nwant %+v", info, c.want)
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, key := range []string{"\x03lzf\xc3", "\x08hash-ttl", "\x0ahash-setex", "\x06stream", "\x07in-db-3"} {
+				if !bytes.Contains(data, []byte(key)) {
+					t.Fatalf("the fixture has no %q any more", key)
+				}
+			}
+			flipAll(t, data)
+			truncateAll(t, data)
+		})
+	}
+}
+
 // TestRDBNoChecksumLimits documents what cannot be seen in a file saved with
 // rdbchecksum no: a changed byte after the aux fields.
 func TestRDBNoChecksumLimits(t *testing.T) {
@@ -413,216 +492,6 @@ func truncateAll(t *testing.T, data []byte) {
 	}
 }
 
-// fillRedis writes keys of every kind: small and large, compressible (the
-// RDB holds them LZF-compressed) and random (stored raw).
-func fillRedis(t *testing.T, s *redistest.Server) {
-	t.Helper()
-	rng := rand.New(rand.NewPCG(5, 6))
-	random := make([]byte, 1<<20)
-	for i := range random {
-		random[i] = byte(rng.Uint32())
-	}
-	s.MustDo(t, "DEBUG", "POPULATE", "5000", "pop", "100")
-	for i := range 3 {
-		s.MustDo(t, "SET", fmt.Sprint("random:", i), string(random[i*1000:]))
-	}
-	s.MustDo(t, "SET", "repeated", strings.Repeat("psync-proxy ", 100000))
-	s.MustDo(t, "SET", "int", "12345")
-	s.MustDo(t, "SET", "big-int", "4000000000")
-	s.MustDo(t, "RPUSH", "list", "a", "b", strings.Repeat("c", 5000))
-	s.MustDo(t, "HSET", "hash", "f1", "v1", "f2", strings.Repeat("v", 300))
-	s.MustDo(t, "SADD", "set", "1", "2", "3")
-	s.MustDo(t, "ZADD", "zset", "1.5", "a", "2", "b")
-	s.MustDo(t, "XADD", "stream", "*", "field", "value")
-	s.MustDo(t, "SELECT", "5")
-	s.MustDo(t, "SET", "in-db-5", "x")
-}
-
-// checkSaved runs SAVE on s and checks its dump.rdb, then returns the file.
-func checkSaved(t *testing.T, s *redistest.Server) (RDBInfo, []byte) {
-	t.Helper()
-	s.MustDo(t, "SAVE")
-	path := filepath.Join(s.Dir, "dump.rdb")
-	info, err := CheckRDBFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info2, err := checkAllWays(t, data); err != nil || !reflect.DeepEqual(info, info2) {
-		t.Fatalf("CheckRDBFile = %+v\nchecker     = %+v, %v", info, info2, err)
-	}
-	if info.Version < 10 || info.Version > rdbMaxRedisVersion || info.ServerVersion != s.Info(t, "server")["redis_version"] || info.Size != int64(len(data)) {
-		t.Fatalf("SAVE of %s: %+v", s.Addr(), info)
-	}
-	t.Logf("SAVE: %d bytes, version %d, checksum %#016x, repl %v %q %d, stream db %d",
-		info.Size, info.Version, info.Checksum, info.HasRepl, info.ReplID, info.ReplOffset, info.ReplStreamDB)
-	return info, data
-}
-
-// sampleFlipsAndCuts flips bytes and cuts the file at chosen and random
-// places: header, aux fields, data, EOF opcode, trailer.
-func sampleFlipsAndCuts(t *testing.T, data []byte) {
-	t.Helper()
-	n := len(data)
-	rng := rand.New(rand.NewPCG(uint64(n), 9))
-	at := []int{0, 4, 5, 8, 9, 10, 20, 100, n / 3, n / 2, n - 10, n - 9, n - 8, n - 5, n - 1}
-	for range 20 {
-		at = append(at, rng.IntN(n))
-	}
-	for _, i := range at {
-		flipAt(t, data, i, byte(1+rng.IntN(255)))
-	}
-	for _, cut := range append(at, 1, n-9, n-8) {
-		if _, err := checkChunks(t, data[:cut], uint64(cut), 1<<16); !errors.Is(err, ErrBadRDB) {
-			t.Fatalf("first %d of %d bytes: error %v, want ErrBadRDB", cut, n, err)
-		}
-	}
-}
-
-// TestRDBCheckerRedis checks RDB files written by a real redis-server:
-// SAVE on a master, on its replica, with rdbchecksum no, and the files
-// redis-cli --rdb and a PSYNC receive.
-func TestRDBCheckerRedis(t *testing.T) {
-	master := redistest.Start(t)
-	fillRedis(t, master)
-
-	// A master that never had a replica has no backlog: no repl fields.
-	info, data := checkSaved(t, master)
-	if !info.ChecksumOK || info.HasRepl || info.ReplID != "" || info.ReplStreamDB != -1 || len(data) < 3<<20 {
-		t.Fatalf("master SAVE before any replica: %+v, %d bytes", info, len(data))
-	}
-	sampleFlipsAndCuts(t, data)
-
-	// redis-cli --rdb syncs as a replica (REPLCONF rdb-only): repl fields.
-	cliFile := filepath.Join(t.TempDir(), "cli.rdb")
-	out, err := exec.Command("redis-cli", "-p", strconv.Itoa(master.Port), "--rdb", cliFile).CombinedOutput()
-	if err != nil {
-		t.Fatalf("redis-cli --rdb: %v\n%s", err, out)
-	}
-	minfo := master.Info(t, "replication")
-	info, err = CheckRDBFile(cliFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !info.ChecksumOK || !info.HasRepl || info.ReplID != minfo["master_replid"] || info.ReplStreamDB != 0 ||
-		info.ReplOffset < 0 || info.ReplOffset > mustAtoi(t, minfo["master_repl_offset"]) {
-		t.Fatalf("redis-cli --rdb file: %+v; master %v", info, minfo)
-	}
-	t.Logf("redis-cli --rdb: %d bytes, repl %q %d, stream db %d", info.Size, info.ReplID, info.ReplOffset, info.ReplStreamDB)
-
-	// A replica's SAVE after a full sync carries the master's id and the
-	// replica's offset. So does the master's, now that it has a backlog.
-	replica := redistest.Start(t)
-	replica.ReplicaOf(t, master.Addr())
-	redistest.WaitOnline(t, replica, 20*time.Second)
-	master.MustDo(t, "SET", "after-sync", "1") // in db 5: the stream selects it
-	redistest.WaitInSync(t, 20*time.Second, master, replica)
-	rinfo := replica.Info(t, "replication")
-	info, data = checkSaved(t, replica)
-	after := replica.Info(t, "replication")
-	if !info.ChecksumOK || !info.HasRepl || info.ReplID != rinfo["master_replid"] || info.ReplStreamDB != 5 ||
-		info.ReplOffset < mustAtoi(t, rinfo["master_repl_offset"]) || info.ReplOffset > mustAtoi(t, after["master_repl_offset"]) {
-		t.Fatalf("replica SAVE: %+v; INFO before %v, after %v", info, rinfo, after)
-	}
-	sampleFlipsAndCuts(t, data)
-
-	before := master.Info(t, "replication")
-	info, _ = checkSaved(t, master)
-	after = master.Info(t, "replication")
-	if !info.ChecksumOK || !info.HasRepl || info.ReplID != before["master_replid"] || info.ReplStreamDB != 5 ||
-		info.ReplOffset < mustAtoi(t, before["master_repl_offset"]) || info.ReplOffset > mustAtoi(t, after["master_repl_offset"]) {
-		t.Fatalf("master SAVE with a replica: %+v; INFO before %v, after %v", info, before, after)
-	}
-
-	plain := redistest.Start(t, "--rdbchecksum", "no")
-	plain.MustDo(t, "DEBUG", "POPULATE", "1000")
-	info, _ = checkSaved(t, plain)
-	if info.Checksum != 0 || info.ChecksumOK {
-		t.Fatalf("rdbchecksum no: %+v", info)
-	}
-}
-
-func mustAtoi(t *testing.T, s string) int64 {
-	t.Helper()
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		t.Fatalf("%q: %v", s, err)
-	}
-	return n
-}
-
-// TestRDBCheckerPSYNC receives full syncs as the proxy does (PSYNC, the
-// payload header, CopyPayload into the checker beside a file) in both
-// framings, and checks that the RDB's repl-id and repl-offset are those of
-// +FULLRESYNC. The second sync comes after writes, so its offset is not 0.
-func TestRDBCheckerPSYNC(t *testing.T) {
-	for _, diskless := range []string{"no", "yes"} {
-		t.Run("diskless="+diskless, func(t *testing.T) {
-			t.Parallel()
-			master := redistest.Start(t, "--repl-diskless-sync", diskless)
-			fillRedis(t, master)
-			fullSync(t, master, diskless == "yes")
-			for i := range 100 {
-				master.MustDo(t, "SET", fmt.Sprint("after:", i), "x")
-			}
-			if info := fullSync(t, master, diskless == "yes"); info.ReplOffset == 0 || info.ReplStreamDB != 5 {
-				t.Fatalf("second sync: %+v", info)
-			}
-		})
-	}
-}
-
-// fullSync plays a replica's full sync and checks the RDB received.
-func fullSync(t *testing.T, master *redistest.Server, marked bool) RDBInfo {
-	t.Helper()
-	c := redistest.Dial(t, master.Addr())
-	for _, cmd := range [][]string{{"REPLCONF", "listening-port", "6380"}, {"REPLCONF", "capa", "eof", "capa", "psync2"}} {
-		if _, err := c.Do(cmd...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := c.Send("PSYNC", "?", "-1"); err != nil {
-		t.Fatal(err)
-	}
-	c.SetTimeout(30 * time.Second)
-	var line string
-	for line == "" {
-		var err error
-		if line, err = c.ReadLine(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	f := strings.Fields(line)
-	if len(f) != 3 || f[0] != "+FULLRESYNC" {
-		t.Fatalf("PSYNC reply %q", line)
-	}
-	h, err := ReadPayloadHeader(c.Reader(), DefaultLimits(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if h.Marked() != marked {
-		t.Fatalf("payload header %+v, want marked %v", h, marked)
-	}
-	var file bytes.Buffer
-	var chk RDBChecker
-	if _, err := CopyPayload(io.MultiWriter(&file, &chk), c.Reader(), h); err != nil {
-		t.Fatal(err)
-	}
-	info, err := chk.Finish()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !info.ChecksumOK || !info.HasRepl || info.ReplID != f[1] || strconv.FormatInt(info.ReplOffset, 10) != f[2] ||
-		info.Size != int64(file.Len()) {
-		t.Fatalf("%s: %+v", line, info)
-	}
-	t.Logf("%s: %d bytes (%+v), checksum %#016x, stream db %d", line, info.Size, h, info.Checksum, info.ReplStreamDB)
-	return info
-}
-
 func FuzzRDBChecker(f *testing.F) {
 	for _, seed := range [][]byte{
 		makeRDB("REDIS0005", true),
@@ -632,13 +501,15 @@ func FuzzRDBChecker(f *testing.F) {
 		makeRDB("REDIS0012", true, auxField("a", encInt8(-7)), auxField("b", encInt16(-300)), auxField("c", encInt32(-70000)),
 			auxField("d", encLZF(lzfABC, 15)), auxField("e", encLZF(lzfABC, 1<<40)), testBody),
 		makeRDB("REDIS0011", true, append([]byte{rdbOpAux, 0x81}, make([]byte, 8)...), []byte{0x80, 0, 0, 0, 1, 'x'}),
+		makeRDB("REDIS0099", true, auxField("redis-ver", encStr("99.0.0")), opaqueBody),
+		makeRDB("VALKEY099", false, opaqueBody),
 		[]byte("REDIS0010\xfa"),
 		[]byte("-ERR"),
 	} {
 		f.Add(seed, uint64(0))
 		f.Add(seed[:len(seed)/2], uint64(1))
 	}
-	for _, name := range []string{"redis-7.0.15-replica.rdb", "redis-7.0.15-nochecksum.rdb"} {
+	for _, name := range []string{"redis-7.0.15-replica.rdb", "redis-7.0.15-nochecksum.rdb", "redis-8.8.0-replica.rdb", "valkey-9.0.4-replica.rdb"} {
 		data, err := os.ReadFile(filepath.Join("testdata", "rdb", name))
 		if err != nil {
 			f.Fatal(err)
@@ -657,6 +528,11 @@ func FuzzRDBChecker(f *testing.F) {
 		if err == nil && (len(data) < rdbMinSize || data[len(data)-9] != rdbOpEOF || info.Size != int64(len(data)) ||
 			info.ChecksumOK != (info.Checksum != 0) || info.Checksum != 0 && info.Checksum != redisCRC(0, data[:len(data)-8])) {
 			t.Fatalf("accepted %q as %+v", data, info)
+		}
+		newest := map[bool]int{false: rdbNewestRedis, true: rdbNewestValkey}[info.Valkey]
+		if err == nil && (info.Header() != string(data[:rdbHeaderLen]) || info.Version < rdbMinVersion ||
+			info.Valkey && info.Version < rdbMinValkeyVersion || info.NewerVersion != (info.Version > newest)) {
+			t.Fatalf("accepted header %q as %+v", data[:rdbHeaderLen], info)
 		}
 	})
 }

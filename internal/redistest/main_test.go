@@ -56,7 +56,7 @@ func leftoverGoroutines(wait time.Duration) error {
 		buf = buf[:runtime.Stack(buf, true)]
 		var left []string
 		for g := range strings.SplitSeq(string(buf), "\n\n") {
-			if strings.Contains(g, "bench/redistest.") && !strings.Contains(g, "leftoverGoroutines") {
+			if strings.Contains(g, "internal/redistest.") && !strings.Contains(g, "leftoverGoroutines") {
 				left = append(left, g)
 			}
 		}

@@ -14,6 +14,16 @@
 //	redistest.WriteBytes(t, master, 2<<20)
 //	redistest.WaitInSync(t, 10*time.Second, master, replica)
 //
+// StartCompat runs the reference servers built from ../shared/compat instead
+// (CompatBinary: Redis 8.8.0, Valkey 9.0.4), with the same options. A Server
+// knows its Flavor and Version; CountLog and WaitLog take phrases in Redis's
+// words and also match Valkey's ("primary" for "master", see LogPhrase).
+//
+//	master := redistest.StartCompat(t, redistest.Valkey90)
+//	replica := redistest.StartCompat(t, redistest.Valkey90)
+//	...
+//	replica.WaitLog(t, "MASTER <-> REPLICA sync: Finished with success", 1, 10*time.Second)
+//
 // Every helper takes a TB, so the benchmark harness can pass its own.
 // Helpers that Fatal must be called from the goroutine running the test.
 package redistest
@@ -81,11 +91,11 @@ func lastLines(b []byte, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "")
 }
 
-// countLines counts the lines of s that contain substr.
-func countLines(s, substr string) int {
+// countLines counts the lines of text that contain one of the phrases.
+func countLines(text string, phrases []string) int {
 	n := 0
-	for line := range strings.Lines(s) {
-		if strings.Contains(line, substr) {
+	for line := range strings.Lines(text) {
+		if logMatch(line, phrases) {
 			n++
 		}
 	}

@@ -25,7 +25,7 @@ const (
 	startTries   = 5 // ports tried by Start when another process takes the port
 )
 
-// Server is one redis-server process.
+// Server is one redis-server (or valkey-server) process.
 type Server struct {
 	Port int
 	Dir  string // its working dir (RDB file lives here), under t.TempDir()
@@ -38,6 +38,8 @@ type Server struct {
 	mu        sync.Mutex
 	p         *proc  // current or last process; guarded by mu
 	replicaOf string // set by ReplicaOf, passed to Restart; guarded by mu
+	flavor    Flavor // from INFO server at each launch; guarded by mu
+	version   string // likewise
 
 	doMu  sync.Mutex // serializes Do; guards conn and connP
 	conn  *Client    // cached connection for Do
@@ -49,20 +51,34 @@ type Server struct {
 // Addr returns "127.0.0.1:<port>".
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)) }
 
-// Start launches redis-server on a free port with --bind 127.0.0.1 --port N
-// --dir <tmp> --logfile <dir>/redis.log --save "" --appendonly no
-// --enable-debug-command local --daemonize no --protected-mode no
-// --repl-diskless-sync-delay 0, then args (e.g. "--repl-backlog-size", "1mb";
-// a later value of the same option wins), and waits until PING answers PONG.
-// If the port is taken before redis-server binds it, Start tries another.
-// t.Cleanup ends the process (SHUTDOWN NOSAVE NOW, SIGKILL after 5s) and, if
-// the test failed, logs the last 40 lines of its log.
+// Start launches Debian's redis-server (7.0) on a free port with --bind
+// 127.0.0.1 --port N --dir <tmp> --logfile <dir>/redis.log --save ""
+// --appendonly no --enable-debug-command local --daemonize no
+// --protected-mode no --repl-diskless-sync-delay 0, then args (e.g.
+// "--repl-backlog-size", "1mb"; a later value of the same option wins), and
+// waits until PING answers PONG. If the port is taken before the server
+// binds it, Start tries another. t.Cleanup ends the process (SHUTDOWN NOSAVE
+// NOW, SIGKILL after 5s) and, if the test failed, logs the last 40 lines of
+// its log.
 func Start(t TB, args ...string) *Server {
 	t.Helper()
-	s := &Server{bin: findBinary(t, "redis-server"), extra: slices.Clone(args)}
+	return StartBin(t, findBinary(t, "redis-server"), args...)
+}
+
+// StartBin is Start with the server binary bin: a redis-server or
+// valkey-server of any release from 7.0 on (they take the same options), such
+// as one CompatBinary returns.
+func StartBin(t TB, bin string, args ...string) *Server {
+	t.Helper()
+	// The first TempDir before the Cleanup: testing removes the temporary
+	// directories in a cleanup registered by the first call, and cleanups run
+	// last in, first out, so the log is still there when s.cleanup shows it.
+	s := &Server{bin: bin, extra: slices.Clone(args), Dir: t.TempDir()}
 	t.Cleanup(func() { s.cleanup(t) })
 	for try := 1; ; try++ {
-		s.Dir = t.TempDir()
+		if try > 1 {
+			s.Dir = t.TempDir()
+		}
 		s.Port = FreePort(t)
 		s.logPath = filepath.Join(s.Dir, "redis.log")
 		s.outPath = filepath.Join(s.Dir, "redis.out")
@@ -74,7 +90,7 @@ func Start(t TB, args ...string) *Server {
 			t.Logf("redistest: port %d was taken (%v); trying another", s.Port, err)
 			continue
 		}
-		t.Fatalf("redistest: start redis-server on %s: %v\n%s", s.Addr(), err, s.tail())
+		t.Fatalf("redistest: start %s on %s: %v\n%s", s.bin, s.Addr(), err, s.tail())
 	}
 }
 
@@ -133,13 +149,16 @@ func (s *Server) waitReady(p *proc) (portTaken bool, err error) {
 	deadline := time.Now().Add(startTimeout)
 	for {
 		if p.exited() {
-			return false, fmt.Errorf("redis-server exited before answering PING: %v", p.err)
+			return false, fmt.Errorf("%s exited before answering PING: %v", filepath.Base(s.bin), p.err)
 		}
-		pid, err := pingPID(s.Addr())
+		info, err := pingInfo(s.Addr())
 		if err == nil {
-			if pid != p.pid() {
-				return true, fmt.Errorf("port answered by another process (pid %d, ours %d)", pid, p.pid())
+			if pid := info["process_id"]; pid != strconv.Itoa(p.pid()) {
+				return true, fmt.Errorf("port answered by another process (pid %s, ours %d)", pid, p.pid())
 			}
+			s.mu.Lock()
+			s.flavor, s.version = flavorOf(info)
+			s.mu.Unlock()
 			return false, nil
 		}
 		if time.Now().After(deadline) {
@@ -149,25 +168,25 @@ func (s *Server) waitReady(p *proc) (portTaken bool, err error) {
 	}
 }
 
-// pingPID sends PING to addr and, on PONG, returns the server's process_id.
-func pingPID(addr string) (int, error) {
+// pingInfo sends PING to addr and, on PONG, returns its INFO server.
+func pingInfo(addr string) (map[string]string, error) {
 	c, err := dialClient(addr, time.Second)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer c.Close()
 	v, err := c.Do("PING")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	if v.String() != "PONG" {
-		return 0, fmt.Errorf("PING: got %q", v.String())
+		return nil, fmt.Errorf("PING: got %q", v.String())
 	}
 	v, err = c.Do("INFO", "server")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return strconv.Atoi(ParseInfo(v.String())["process_id"])
+	return ParseInfo(v.String()), nil
 }
 
 // Restart starts the process again with the same port, dir and args (after
@@ -182,7 +201,7 @@ func (s *Server) Restart(t TB) {
 	}
 	s.dropConn()
 	if _, err := s.launch(); err != nil {
-		t.Fatalf("redistest: restart redis-server on %s: %v\n%s", s.Addr(), err, s.tail())
+		t.Fatalf("redistest: restart %s on %s: %v\n%s", s.bin, s.Addr(), err, s.tail())
 	}
 }
 
@@ -301,7 +320,7 @@ func (s *Server) cleanup(t TB) {
 		reapGroup(p.pid(), killTimeout)
 	}
 	if failed(t) && s.logPath != "" {
-		t.Logf("redistest: redis-server %s (%s):\n%s", s.Addr(), s.logPath, s.tail())
+		t.Logf("redistest: %s %s (%s):\n%s", filepath.Base(s.bin), s.Addr(), s.logPath, s.tail())
 	}
 }
 
@@ -431,14 +450,30 @@ func (s *Server) Log(t TB) string {
 	return string(b)
 }
 
-// CountLog counts the log lines containing substr.
+// CountLog counts the log lines containing substr, or on a Valkey server
+// containing substr or LogPhrase(substr): a phrase in Redis's words ("Full
+// resync from master") also counts Valkey's lines ("Full resync from
+// primary").
 func (s *Server) CountLog(t TB, substr string) int {
 	t.Helper()
-	return countLines(s.Log(t), substr)
+	return s.CountLogAny(t, substr)
 }
 
-// WaitLog waits until the log contains substr at least n times (Fatal with
-// the log tail after timeout).
+// CountLogAny counts the log lines containing any of the phrases (each also
+// in its LogPhrase form), for lines whose wording differs in other ways.
+func (s *Server) CountLogAny(t TB, phrases ...string) int {
+	t.Helper()
+	all := slices.Clone(phrases)
+	for _, p := range phrases {
+		if w := s.LogPhrase(p); w != p {
+			all = append(all, w)
+		}
+	}
+	return countLines(s.Log(t), all)
+}
+
+// WaitLog waits until CountLog(substr) is at least n (Fatal with the log
+// tail after timeout).
 func (s *Server) WaitLog(t TB, substr string, n int, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -448,8 +483,8 @@ func (s *Server) WaitLog(t TB, substr string, n int, timeout time.Duration) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("redistest: %s log has %d lines with %q after %v, want %d\n%s",
-				s.Addr(), got, substr, timeout, n, s.tail())
+			t.Fatalf("redistest: %s log has %d lines with %q (%q) after %v, want %d\n%s",
+				s.Addr(), got, substr, s.LogPhrase(substr), timeout, n, s.tail())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

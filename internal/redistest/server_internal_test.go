@@ -1,7 +1,11 @@
 package redistest
 
 import (
+	"fmt"
+	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -40,4 +44,42 @@ func TestLastLines(t *testing.T) {
 			t.Errorf("lastLines(%q, %d) = %q, want %q", c.in, c.n, got, c.want)
 		}
 	}
+}
+
+// TestCompatScriptAbsent: without build.sh beside the module root,
+// CompatBinary skips the test (or fails it, for a TB that cannot skip).
+func TestCompatScriptAbsent(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	if _, err := compatScript(); err == nil || !strings.Contains(err.Error(), "no go.mod") {
+		t.Fatalf("without go.mod: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := compatScript()
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(filepath.Dir(dir), "shared", "compat", "build.sh")+" is absent") {
+		t.Fatalf("without build.sh: %v", err)
+	}
+	var skipped string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		CompatBinary(skipTB{T: t, skipped: &skipped}, Redis88)
+	}()
+	<-done
+	if !strings.Contains(skipped, "no redis-8.8.0 server") {
+		t.Fatalf("skip message %q", skipped)
+	}
+}
+
+// skipTB records Skip and ends its goroutine as testing.T does.
+type skipTB struct {
+	*testing.T
+	skipped *string
+}
+
+func (s skipTB) Skip(args ...any) {
+	*s.skipped = fmt.Sprint(args...)
+	runtime.Goexit()
 }
