@@ -266,6 +266,16 @@ func (s *Sentinel) Do(args ...string) (tresp.Value, error) {
 	return v, err
 }
 
+// MustDo is Do that Fatals on error (error replies included).
+func (s *Sentinel) MustDo(t TB, args ...string) tresp.Value {
+	t.Helper()
+	v, err := s.Do(args...)
+	if err != nil {
+		t.Fatalf("redistest: Sentinel %s %q: %v", s.Addr(), args, err)
+	}
+	return v
+}
+
 // MasterInfo returns SENTINEL MASTER <MasterName> as a map (ip, port, flags,
 // config-epoch, num-slaves, num-other-sentinels...).
 func (s *Sentinel) MasterInfo() (map[string]string, error) {

@@ -131,7 +131,7 @@ func (w *Watcher) Lookup(ctx context.Context) (string, error) {
 		if ctx.Err() != nil {
 			return "", ctx.Err()
 		}
-		errs = append(errs, fmt.Errorf("Sentinel %s: %w", s, err))
+		errs = append(errs, fmt.Errorf("sentinel %s: %w", s, err))
 	}
 	return "", fmt.Errorf("sentinel: no Sentinel gave the address of master %q: %w", w.cfg.MasterName, joinErrors(errs))
 }

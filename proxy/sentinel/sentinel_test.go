@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -221,5 +222,120 @@ func TestFailover(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	if got := late.all(); len(got) != len(r) {
 		t.Fatalf("late watcher: %d reports after the lonely Sentinel's restart, want %d: %+v", len(got), len(r), got)
+	}
+}
+
+// TestAuth: a Sentinel with requirepass and an ACL user. Without epochs (the
+// user may not run SENTINEL MASTER) the Watcher still finds and follows the
+// master.
+func TestAuth(t *testing.T) {
+	master := redistest.Start(t)
+	s := redistest.StartSentinel(t, name, master, 1,
+		"requirepass sentpass",
+		"user watcher on >watchpass resetchannels &+switch-master -@all +subscribe +ping +sentinel|get-master-addr-by-name")
+	for _, tc := range []struct {
+		user, pass string
+		err        string
+	}{
+		{"", "sentpass", ""},
+		{"watcher", "watchpass", ""},
+		{"", "", "NOAUTH"},
+		{"", "wrong", "WRONGPASS"},
+		{"watcher", "wrong", "WRONGPASS"},
+	} {
+		wt := newWatcher(t, sentinel.Config{Addrs: []string{s.Addr()}, User: tc.user, Password: tc.pass})
+		got, err := lookup(t, wt.w)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("user %q password %q: Lookup = %q, %v; want an error with %s", tc.user, tc.pass, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != master.Addr() {
+			t.Errorf("user %q password %q: Lookup = %q, %v; want %s", tc.user, tc.pass, got, err, master.Addr())
+		}
+	}
+
+	wt := newWatcher(t, sentinel.Config{Addrs: []string{s.Addr()}, User: "watcher", Password: "watchpass"})
+	wt.run(t)
+	if r := wt.waitReports(t, 1, 10*time.Second); r[0].addr != master.Addr() || !strings.Contains(r[0].why, "config epoch unknown") {
+		t.Fatalf("report %+v, want %s with an unknown epoch", r[0], master.Addr())
+	}
+	wt.waitLog(t, 1, 5*time.Second, "does not give the config epoch", "NOPERM")
+	wt.waitLog(t, 1, 5*time.Second, "subscribed to +switch-master")
+	time.Sleep(2500 * time.Millisecond) // two keep-alive PINGs
+	if n := wt.countLog("connection lost"); n != 0 {
+		t.Fatalf("the subscription was lost %d times", n)
+	}
+}
+
+// TestOrder: Lookup skips a Sentinel that is down and one that does not know
+// the master (null reply) and takes the next; Run too.
+func TestOrder(t *testing.T) {
+	master := redistest.Start(t)
+	other := redistest.StartSentinel(t, "othermaster", master, 1)
+	ours := redistest.StartSentinel(t, name, master, 1)
+	down := fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
+	wt := newWatcher(t, sentinel.Config{Addrs: []string{down, other.Addr(), ours.Addr()}})
+	got, err := lookup(t, wt.w)
+	if err != nil || got != master.Addr() {
+		t.Fatalf("Lookup = %q, %v; want %s", got, err, master.Addr())
+	}
+	wt.run(t)
+	if r := wt.waitReports(t, 1, 10*time.Second); r[0].addr != master.Addr() || !strings.Contains(r[0].why, ours.Addr()) {
+		t.Fatalf("report %+v, want %s from %s", r[0], master.Addr(), ours.Addr())
+	}
+
+	// A Sentinel that never answers holds the first report back by Timeout at most.
+	silent := hostile(t, func(net.Conn) {})
+	slow := newWatcher(t, sentinel.Config{Addrs: []string{silent, ours.Addr()}, Timeout: time.Second})
+	began := time.Now()
+	slow.run(t)
+	if r := slow.waitReports(t, 1, 5*time.Second); r[0].addr != master.Addr() || r[0].at.Sub(began) > 3*time.Second {
+		t.Fatalf("report %+v %v after Run began, want %s within about 1s", r[0], r[0].at.Sub(began), master.Addr())
+	}
+
+	none := newWatcher(t, sentinel.Config{Addrs: []string{down, other.Addr()}})
+	_, err = lookup(t, none.w)
+	for _, want := range []string{down, "connection refused", other.Addr(), "does not know"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Lookup with no Sentinel knowing the master: %v; want it to mention %q", err, want)
+		}
+	}
+}
+
+// TestOtherMaster: Sentinels that monitor two masters; a failover of the other
+// one is not reported, a failover of ours is (SENTINEL FAILOVER, which needs no
+// agreement).
+func TestOtherMaster(t *testing.T) {
+	ours, oursReplica := redistest.Start(t), redistest.Start(t)
+	theirs, theirsReplica := redistest.Start(t), redistest.Start(t)
+	oursReplica.ReplicaOf(t, ours.Addr())
+	theirsReplica.ReplicaOf(t, theirs.Addr())
+	redistest.WaitOnline(t, oursReplica, 10*time.Second)
+	redistest.WaitOnline(t, theirsReplica, 10*time.Second)
+	s := redistest.StartSentinel(t, name, ours, 1,
+		fmt.Sprintf("sentinel monitor othermaster 127.0.0.1 %d 1", theirs.Port))
+	failover := func(master string) {
+		t.Helper()
+		// -NOGOODSLAVE until Sentinel has seen the replica's INFO.
+		redistest.Eventually(t, 20*time.Second, func() error {
+			_, err := s.Do("SENTINEL", "FAILOVER", master)
+			return err
+		})
+	}
+
+	wt := newWatcher(t, sentinel.Config{Addrs: []string{s.Addr()}})
+	wt.run(t)
+	wt.waitReports(t, 1, 10*time.Second)
+	wt.waitLog(t, 1, 5*time.Second, "subscribed to +switch-master")
+	failover("othermaster")
+	s.WaitLog(t, "+switch-master othermaster", 1, 30*time.Second)
+	wt.waitLog(t, 1, 5*time.Second, "+switch-master othermaster", "(another master)")
+
+	failover(name)
+	r := wt.waitReports(t, 2, 30*time.Second)
+	if len(r) != 2 || r[0].addr != ours.Addr() || r[1].addr != oursReplica.Addr() {
+		t.Fatalf("reports %+v, want %s then %s", r, ours.Addr(), oursReplica.Addr())
 	}
 }

@@ -85,3 +85,41 @@ func TestTracker(t *testing.T) {
 		})
 	}
 }
+
+// TestOpening: the opening ends once every Sentinel was heard from, and picks
+// the greatest epoch, the first of equals.
+func TestOpening(t *testing.T) {
+	const s1, s2, s3 = "10.0.0.1:26379", "10.0.0.2:26379", "10.0.0.3:26379"
+	const m, r0 = "10.0.1.1:6379", "10.0.1.2:6379"
+	for _, tc := range []struct {
+		name   string
+		events []event
+		over   int    // index of the event that ends the opening, -1 if none
+		best   string // the Sentinel whose answer is chosen, "" for none
+	}{
+		{"stale first", []event{{from: s3, addr: m, epoch: 0}, {from: s1, addr: r0, epoch: 1}, {from: s2, addr: r0, epoch: 1}}, 2, s1},
+		{"equal epochs: the first", []event{{from: s2, addr: m, epoch: 4}, {from: s1, addr: r0, epoch: 4}, {from: s3, addr: m, epoch: 4}}, 2, s2},
+		{"failures count as heard", []event{{from: s1, failed: true}, {from: s2, addr: m, epoch: 0}, {from: s3, failed: true}}, 2, s2},
+		{"all failed: wait for an answer", []event{{from: s1, failed: true}, {from: s2, failed: true}, {from: s3, failed: true}, {from: s1, addr: m, epoch: -1}}, 3, s1},
+		{"unknown epochs lose to known ones", []event{{from: s1, addr: m, epoch: -1}, {from: s2, addr: r0, epoch: 0}, {from: s3, failed: true}}, 2, s2},
+		{"a +switch-master ends it", []event{{from: s1, addr: m, epoch: 0}, {from: s2, addr: r0, switched: true}}, 1, s1},
+		{"a Sentinel still silent", []event{{from: s1, addr: m, epoch: 0}, {from: s1, addr: m, epoch: 0}, {from: s2, failed: true}}, -1, s1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := opening{n: 3, heard: make(map[string]bool)}
+			over := -1
+			for i, ev := range tc.events {
+				if o.offer(ev) {
+					over = i
+					break
+				}
+			}
+			if over != tc.over {
+				t.Fatalf("opening over at event %d, want %d", over, tc.over)
+			}
+			if got := o.best.from; o.has != (tc.best != "") || got != tc.best {
+				t.Fatalf("best from %q (has %v), want %q", got, o.has, tc.best)
+			}
+		})
+	}
+}
