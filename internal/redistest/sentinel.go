@@ -325,7 +325,7 @@ func (s *Sentinel) Log(t TB) string {
 // CountLog counts the log lines containing substr.
 func (s *Sentinel) CountLog(t TB, substr string) int {
 	t.Helper()
-	return countLines(s.Log(t), substr)
+	return countLines(s.Log(t), []string{substr})
 }
 
 // WaitLog waits until the log contains substr at least n times (Fatal with
