@@ -68,10 +68,10 @@ const (
 )
 
 var (
-	// ErrStorage marks every error of the files of a disk backlog: a full disk, an I/O
-	// error. The underlying error is wrapped too (errors.Is(err, syscall.ENOSPC) works).
-	// Nothing stored is ever damaged by one: the failed append is cut back and is retried
-	// by the next.
+	// ErrStorage marks every error of the files of a disk backlog: an I/O error, or a full
+	// disk with nothing older left to delete. The underlying error is wrapped too
+	// (errors.Is(err, syscall.ENOSPC) works). Nothing stored is ever damaged by one: the
+	// failed append is cut back and is retried by the next.
 	ErrStorage = errors.New("backlog: storage failure")
 	// errNoHistory is returned by appends to a disk that recovered no history: a history
 	// must be started with Reset (after a full sync) first. A Store never hands such a disk
@@ -89,7 +89,8 @@ var (
 // cursors that never skip a byte (ErrTrimmed once their offset is deleted, ErrFuture,
 // ErrClosed). Differences: appends return errors (ErrStorage, errNoHistory); the history
 // must be started with Reset; Synced reports how far the stream is durable under the fsync
-// policy; and a disk owns one goroutine (fsync every second, TTL), stopped by Close.
+// policy; a full disk gives up the oldest segments (diskfull.go); and a disk owns one
+// goroutine (fsync every second, TTL), stopped by Close.
 //
 // Append, AppendFrom and Reset must be called by one goroutine only (the writer); every
 // other method is safe for concurrent use. Only one disk may use a directory at a time.
@@ -114,6 +115,7 @@ type disk struct {
 	synced atomic.Int64 // highest offset durable under the policy
 	bufMem atomic.Int64 // size of rbuf once allocated, for Mem
 	size   atomic.Int64 // retention, bytes
+	space  atomic.Int64 // room the file system had for the backlog, 0 if unknown (measureSpace)
 	closed atomic.Bool  // set once, with wmu held, before the files are closed
 
 	// Writer state, guarded by wmu.
@@ -211,6 +213,7 @@ func openDisk(opt Options) (*disk, Recovery, error) {
 	}
 	d.wmu.Lock()
 	d.retainLocked(d.ring.End(), time.Now())
+	d.measureSpace() // for the recovered active segment; rotateLocked measures for new ones
 	d.wmu.Unlock()
 	d.start()
 	return d, rec, nil
@@ -331,9 +334,12 @@ func (d *disk) State() State {
 }
 
 // SetState stores st atomically (temporary file, fsync, rename, directory fsync); it returns
-// once st is durable, and on error the old state is still the stored one. The epoch cannot
-// change here: a new epoch is a new history, started with Reset.
+// once st is durable, and on error the old state is still the stored one. On a full disk the
+// oldest segments are deleted until the file fits, as for an append. The epoch cannot change
+// here: a new epoch is a new history, started with Reset.
 func (d *disk) SetState(st State) error {
+	d.wmu.Lock() // the order is wmu, then stateMu (createSegment reads the state under wmu)
+	defer d.wmu.Unlock()
 	d.stateMu.Lock()
 	defer d.stateMu.Unlock()
 	switch {
@@ -346,8 +352,17 @@ func (d *disk) SetState(st State) error {
 	if f := d.faults.Load(); f != nil {
 		ff = *f
 	}
-	if err := writeState(d.dir, st, ff); err != nil {
-		return err
+	dropped := 0
+	defer func() { d.diskFullLocked(dropped) }()
+	for {
+		err := writeState(d.dir, st, ff)
+		if err == nil {
+			break
+		}
+		if !noSpace(err) || !d.dropOldestLocked() {
+			return err
+		}
+		dropped++
 	}
 	d.state = st
 	return nil

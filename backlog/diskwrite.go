@@ -64,7 +64,20 @@ func (d *disk) appendLocked(p []byte) error {
 	case !d.history:
 		return errNoHistory
 	}
-	if wrote, err := d.writeLocked(p); err != nil {
+	dropped := 0
+	defer func() { d.diskFullLocked(dropped) }()
+	for {
+		wrote, err := d.writeLocked(p)
+		if err == nil {
+			break
+		}
+		if noSpace(err) && d.dropOldestLocked() {
+			// The disk is full: the oldest segment made room; cut what the failed write
+			// left and try again.
+			d.dirty = d.dirty || wrote
+			dropped++
+			continue
+		}
 		if !wrote {
 			d.setErr(err) // a repair of an earlier failure failed again: nothing new to cut
 			return err
@@ -270,15 +283,11 @@ func (d *disk) truncateWriter(w *segWriter) error {
 	return nil
 }
 
-// segLimit is the data size at which the active segment is sealed.
-func (d *disk) segLimit() int64 {
-	return max(minSegmentSize, min(d.opt.SegmentSize, d.size.Load()/4))
-}
-
 // rotateLocked seals the active segment, if any, and starts a new one at End()+1. The seal
 // (trailer, then fsync unless FsyncNo) is durable before the new segment exists, so a crash
 // never leaves an unsealed segment behind a newer one. The caller holds wmu.
 func (d *disk) rotateLocked() error {
+	d.measureSpace()
 	end := d.ring.End()
 	old, oldSeg := d.w, d.act
 	if old != nil {

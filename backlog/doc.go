@@ -38,6 +38,7 @@
 // crash by cutting a torn tail at the last whole record. The state file beside the
 // segments holds the replication IDs and the epoch numbering the histories; the Store keeps
 // the epoch, callers only name the replid. Retention deletes whole segments, oldest first.
+// A full disk does the same: it shrinks the window, never stops the stream (diskfull.go).
 //
 // # Concurrency
 //

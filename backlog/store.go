@@ -97,7 +97,8 @@ type Options struct {
 	Dir string
 	// Size is the retention, the most stream bytes kept (repl-backlog-size); at least
 	// MinSize. On disk whole segments are deleted, oldest first, to stay under it (the
-	// newest segment is never deleted, so one append larger than Size exceeds it).
+	// newest segment is never deleted, so one append larger than Size exceeds it); a full
+	// disk keeps less (see Stats.EffectiveSize).
 	Size int64
 	// TTL, when positive, also deletes sealed segments whose newest byte is older than TTL
 	// (--backlog-ttl). The segment being written is never deleted by age.
@@ -107,17 +108,22 @@ type Options struct {
 	// RAMTail is the size of the in-memory copy of the newest bytes, a ring, from which
 	// cursors that keep up are served. Default min(Size, DefaultRAMTail); at most Size.
 	RAMTail int64
-	// SegmentSize is the data size of a segment file. Default DefaultSegmentSize. A segment
-	// is never more than a quarter of Size, so that retention by whole segments keeps at
-	// least three quarters of Size once the stream has filled it.
+	// SegmentSize is the largest data size of a segment file. Default DefaultSegmentSize.
+	// Segments are smaller for a small Size or a small file system (see disk.segLimit).
 	SegmentSize int64
 	// Logf receives the few events worth a log line: recovery results, torn tails cut,
-	// storage errors and repairs. Default: discard.
+	// storage errors and repairs, a full disk. Default: discard.
 	Logf func(format string, args ...any)
 
 	// tick is the period of the background goroutine (fsync for everysec, TTL); tests
 	// shorten or lengthen it. Default one second.
 	tick time.Duration
+	// full collects the disk-full events of every disk a Store starts; normalize makes one
+	// when it is nil.
+	full *fullStats
+	// statfs returns the bytes available on the file system holding dir; tests replace it.
+	// Default freeSpace.
+	statfs func(dir string) (int64, error)
 }
 
 func (o Options) normalize() (Options, error) {
@@ -150,6 +156,12 @@ func (o Options) normalize() (Options, error) {
 	}
 	if o.tick <= 0 {
 		o.tick = time.Second
+	}
+	if o.full == nil {
+		o.full = &fullStats{}
+	}
+	if o.statfs == nil {
+		o.statfs = freeSpace
 	}
 	return o, nil
 }
@@ -192,6 +204,14 @@ type Stats struct {
 	// LastErr is the storage error that keeps the backlog from storing or syncing, or a
 	// failed Start's; nil once an append (or the next Start) succeeds.
 	LastErr error
+	// DiskFullEvents counts the times, since Open, a write found the disk full and the
+	// oldest segments were deleted to make room.
+	DiskFullEvents int64
+	// EffectiveSize is the number of stream bytes the backlog held just after the last
+	// disk-full event made room (End-First+1 then): what the disk could actually hold of
+	// the window asked for, when it was last found full. It is Size while the disk has
+	// never been full since Open (and in memory mode).
+	EffectiveSize int64
 }
 
 // zeroReplid is Redis's replid2 when there is no previous history.
@@ -325,8 +345,8 @@ func (s *Store) resetLocked(replid string, next int64) (*disk, error) {
 
 // SetIDs stores the replication IDs of a failover within the current history (+CONTINUE
 // with a new replid): replid the new ID, replid2 the old one, valid below secondOff. In disk
-// mode they are durable when it returns nil, and on error the stored IDs are the old ones.
-// In memory mode, and when there is no
+// mode they are durable when it returns nil, and on error the stored IDs are the old ones;
+// a full disk gives up its oldest segments for them. In memory mode, and when there is no
 // history to go with them, it stores nothing and returns nil.
 func (s *Store) SetIDs(replid, replid2 string, secondOff int64) error {
 	s.mu.Lock()
@@ -358,7 +378,12 @@ func (s *Store) Resize(size int64) {
 
 // Stats returns the current figures. It takes no lock a Start holds.
 func (s *Store) Stats() Stats {
-	st := Stats{Mode: s.opt.Mode, Size: s.size.Load()}
+	st := Stats{Mode: s.opt.Mode, Size: s.size.Load(), EffectiveSize: s.size.Load()}
+	if f := s.opt.full; f != nil {
+		if st.DiskFullEvents = f.events.Load(); st.DiskFullEvents > 0 {
+			st.EffectiveSize = f.effective.Load()
+		}
+	}
 	switch b := s.current().(type) {
 	case *ring:
 		st.Active = true

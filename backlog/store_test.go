@@ -80,7 +80,8 @@ func TestStoreMemory(t *testing.T) {
 	if rec.Backlog != nil || rec.History || rec.HasState {
 		t.Fatalf("memory mode: Recovery = %+v", rec)
 	}
-	if st := s.Stats(); st.Mode != Memory || st.Active || st.Size != 1<<20 || st.LastErr != nil {
+	if st := s.Stats(); st.Mode != Memory || st.Active || st.Size != 1<<20 || st.LastErr != nil ||
+		st.DiskFullEvents != 0 || st.EffectiveSize != st.Size {
 		t.Fatalf("Stats before Start = %+v", st)
 	}
 	b, err := s.Start("a", 101)
