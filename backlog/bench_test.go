@@ -52,7 +52,7 @@ func BenchmarkFillLarge(b *testing.B) {
 	b.SetBytes(size)
 	var worst time.Duration
 	for b.Loop() {
-		r := NewRing(size, 1)
+		r := newRing(size, 1)
 		for i := 0; r.Histlen() < size; i++ {
 			start := time.Now()
 			r.Append(piece(i))
@@ -65,8 +65,8 @@ func BenchmarkFillLarge(b *testing.B) {
 
 // fullRing returns a 64 MiB ring whose storage is fully grown and full, so the benchmarks
 // measure the steady state: every Append evicts.
-func fullRing(piece func(int) []byte) *Ring {
-	r := NewRing(benchRing, 1)
+func fullRing(piece func(int) []byte) *ring {
+	r := newRing(benchRing, 1)
 	for i := 0; r.Histlen() < benchRing; i++ {
 		r.Append(piece(i))
 	}
@@ -104,14 +104,14 @@ func benchAppendCursors(b *testing.B, readers int) {
 	for range readers {
 		wg.Go(func() {
 			p := make([]byte, 64<<10)
-			c, _ := r.NewCursor(r.End() + 1)
+			c, _ := r.newCursor(r.End() + 1)
 			for {
 				n, err := c.Read(context.Background(), p)
 				read.Add(int64(n))
 				switch {
 				case errors.Is(err, ErrTrimmed):
 					trims.Add(1)
-					if c, err = r.NewCursor(r.End() + 1); err != nil {
+					if c, err = r.newCursor(r.End() + 1); err != nil {
 						return
 					}
 				case err != nil:

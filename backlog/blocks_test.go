@@ -14,7 +14,7 @@ func memBound(size, bsize int64) int64 {
 }
 
 // blockAddrs maps the first offset of each block r holds to the block's address.
-func blockAddrs(r *Ring) map[int64]*byte {
+func blockAddrs(r *ring) map[int64]*byte {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
 	m := make(map[int64]*byte, r.blocks.n)
@@ -26,7 +26,7 @@ func blockAddrs(r *Ring) map[int64]*byte {
 
 // checkSameBlocks fails if a block that still holds the offsets it held when addrs was
 // taken is now at another address: held bytes were moved.
-func checkSameBlocks(t *testing.T, r *Ring, addrs map[int64]*byte) {
+func checkSameBlocks(t *testing.T, r *ring, addrs map[int64]*byte) {
 	t.Helper()
 	for off, p := range blockAddrs(r) {
 		if q, ok := addrs[off]; ok && p != q {
@@ -35,8 +35,8 @@ func checkSameBlocks(t *testing.T, r *Ring, addrs map[int64]*byte) {
 	}
 }
 
-// checkLayout checks the storage invariants documented on Ring and the Mem bound.
-func checkLayout(t *testing.T, r *Ring) {
+// checkLayout checks the storage invariants documented on ring and the Mem bound.
+func checkLayout(t *testing.T, r *ring) {
 	t.Helper()
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
@@ -76,7 +76,7 @@ func TestBlocksModel(t *testing.T) {
 			for round := range 4 {
 				size := MinSize + rng.Int64N(300<<10)
 				next := 1 + rng.Int64N(1<<30)
-				r := newRing(size, next, bsize)
+				r := newRingBlocks(size, next, bsize)
 				first, end := next, next-1
 				for range 300 {
 					switch op := rng.IntN(20); {
@@ -123,7 +123,7 @@ func TestBlocksModel(t *testing.T) {
 func TestRecycle(t *testing.T) {
 	const size, bsize = 100 << 10, 4096
 	ref := stream(41, 2<<20)
-	r := newRing(size, 1, bsize)
+	r := newRingBlocks(size, 1, bsize)
 	off := 0
 	for ; off < size+3*bsize; off += 1000 { // full, and blocks have been recycled
 		r.Append(ref[off : off+1000])
@@ -160,7 +160,7 @@ func TestRecycle(t *testing.T) {
 func TestResizeKeepsBlocks(t *testing.T) {
 	const bsize = 16 << 10
 	ref := stream(42, 4<<20)
-	r := newRing(1<<20, 1, bsize)
+	r := newRingBlocks(1<<20, 1, bsize)
 	r.Append(ref[:3<<20])
 	checkLayout(t, r)
 	addrs := blockAddrs(r)
@@ -196,7 +196,7 @@ func TestAppendRecyclesWithoutAllocating(t *testing.T) {
 		{MinSize, 5003, 3000},
 		{1 << 20, 64 << 10, 10_000},
 	} {
-		r := newRing(tc.size, 1, tc.bsize)
+		r := newRingBlocks(tc.size, 1, tc.bsize)
 		p := make([]byte, tc.piece)
 		for range (tc.size + 3*tc.bsize) / tc.piece { // full, and blocks have been recycled
 			r.Append(p)

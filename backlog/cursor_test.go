@@ -10,19 +10,19 @@ import (
 )
 
 func TestNewCursor(t *testing.T) {
-	r := NewRing(MinSize, 1)
+	r := newRing(MinSize, 1)
 	r.Append(make([]byte, 2*MinSize))
 	first, end := r.Bounds()
-	if _, err := r.NewCursor(first - 1); !errors.Is(err, ErrTrimmed) {
-		t.Fatalf("NewCursor(First-1) = %v, want ErrTrimmed", err)
+	if _, err := r.newCursor(first - 1); !errors.Is(err, ErrTrimmed) {
+		t.Fatalf("newCursor(First-1) = %v, want ErrTrimmed", err)
 	}
-	if _, err := r.NewCursor(end + 2); !errors.Is(err, ErrFuture) {
-		t.Fatalf("NewCursor(End+2) = %v, want ErrFuture", err)
+	if _, err := r.newCursor(end + 2); !errors.Is(err, ErrFuture) {
+		t.Fatalf("newCursor(End+2) = %v, want ErrFuture", err)
 	}
 	for _, off := range []int64{first, end, end + 1} {
-		c, err := r.NewCursor(off)
+		c, err := r.newCursor(off)
 		if err != nil || c.Offset() != off {
-			t.Fatalf("NewCursor(%d) = %v, offset %d", off, err, c.Offset())
+			t.Fatalf("newCursor(%d) = %v, offset %d", off, err, c.Offset())
 		}
 	}
 }
@@ -32,10 +32,10 @@ func TestNewCursor(t *testing.T) {
 func TestCursorSequence(t *testing.T) {
 	ref := stream(10, 4<<20)
 	rng := rand.New(rand.NewPCG(10, 10))
-	r := NewRing(256<<10, 1)
-	c, err := r.NewCursor(1)
+	r := newRing(256<<10, 1)
+	c, err := r.newCursor(1)
 	if err != nil {
-		t.Fatalf("NewCursor: %v", err)
+		t.Fatalf("newCursor: %v", err)
 	}
 	ctx := context.Background()
 	var got []byte
@@ -58,8 +58,8 @@ func TestCursorSequence(t *testing.T) {
 }
 
 func TestCursorBlocks(t *testing.T) {
-	r := NewRing(MinSize, 1)
-	c, _ := r.NewCursor(1)
+	r := newRing(MinSize, 1)
+	c, _ := r.newCursor(1)
 	type res struct {
 		n   int
 		err error
@@ -106,8 +106,8 @@ func TestCursorBlocks(t *testing.T) {
 }
 
 func TestCursorContext(t *testing.T) {
-	r := NewRing(MinSize, 1)
-	c, _ := r.NewCursor(1)
+	r := newRing(MinSize, 1)
+	c, _ := r.newCursor(1)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
 	p := make([]byte, 10)
@@ -125,8 +125,8 @@ func TestCursorContext(t *testing.T) {
 // and is never moved forward.
 func TestCursorOvertaken(t *testing.T) {
 	ref := stream(11, 64<<10)
-	r := NewRing(MinSize, 1)
-	c, _ := r.NewCursor(1)
+	r := newRing(MinSize, 1)
+	c, _ := r.newCursor(1)
 	r.Append(ref[:10<<10])
 	p := make([]byte, 4<<10)
 	if n, err := c.Read(context.Background(), p); n != 4<<10 || err != nil || !bytes.Equal(p, ref[:4<<10]) {

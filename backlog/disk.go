@@ -16,7 +16,7 @@ import (
 type FsyncPolicy int
 
 const (
-	// FsyncEverySec syncs the files once a second from a goroutine of the Disk: appends
+	// FsyncEverySec syncs the files once a second from a goroutine of the disk: appends
 	// never wait for the disk, and Synced() lags End() by about a second. It is the zero
 	// value and the default.
 	FsyncEverySec FsyncPolicy = iota
@@ -67,101 +67,37 @@ const (
 	fileChunk = 256 << 10
 )
 
-// DiskOptions configure a Disk. Zero fields take the defaults given.
-type DiskOptions struct {
-	// Size is the retention: the most stream bytes kept on disk (--backlog-size). Whole
-	// segments are deleted, oldest first, to stay under it; it is raised to MinSize. (The
-	// newest segment is never deleted, so a single append larger than Size exceeds it.)
-	Size int64
-	// TTL, when positive, also deletes sealed segments whose newest byte is older than TTL
-	// (--backlog-ttl). The segment being written is never deleted by age.
-	TTL time.Duration
-	// Fsync is the durability policy (--backlog-fsync); the zero value is FsyncEverySec.
-	Fsync FsyncPolicy
-	// RAMTail is the size of the in-memory copy of the newest bytes, a Ring, from which
-	// cursors that keep up are served. Default min(Size, DefaultRAMTail); at most Size.
-	RAMTail int64
-	// SegmentSize is the data size of a segment file. Default DefaultSegmentSize. A segment
-	// is never more than a quarter of Size, so that retention by whole segments keeps at
-	// least three quarters of Size once the stream has filled it.
-	SegmentSize int64
-	// Logf receives the few events worth a log line: recovery results, torn tails cut,
-	// storage errors and repairs. Default: discard.
-	Logf func(format string, args ...any)
-
-	// tick is the period of the background goroutine (fsync for everysec, TTL); tests
-	// shorten or lengthen it. Default one second.
-	tick time.Duration
-}
-
-func (o DiskOptions) normalize() (DiskOptions, error) {
-	if o.Size <= 0 {
-		return o, errors.New("backlog: disk backlog size must be positive")
-	}
-	if o.Fsync < FsyncEverySec || o.Fsync > FsyncNo {
-		return o, fmt.Errorf("backlog: invalid fsync policy %d", int(o.Fsync))
-	}
-	o.Size = max(o.Size, MinSize)
-	if o.RAMTail <= 0 {
-		o.RAMTail = min(o.Size, DefaultRAMTail)
-	}
-	o.RAMTail = max(min(o.RAMTail, o.Size), MinSize)
-	if o.SegmentSize <= 0 {
-		o.SegmentSize = DefaultSegmentSize
-	}
-	if o.Logf == nil {
-		o.Logf = func(string, ...any) {}
-	}
-	if o.tick <= 0 {
-		o.tick = time.Second
-	}
-	return o, nil
-}
-
 var (
-	// ErrStorage marks every error of the files under a Disk: a full disk, an I/O error. The
-	// underlying error is wrapped too (errors.Is(err, syscall.ENOSPC) works). Nothing stored
-	// is ever damaged by one: the failed append is cut back and is retried by the next.
+	// ErrStorage marks every error of the files of a disk backlog: an I/O error, or a full
+	// disk with nothing older left to delete. The underlying error is wrapped too
+	// (errors.Is(err, syscall.ENOSPC) works). Nothing stored is ever damaged by one: the
+	// failed append is cut back and is retried by the next.
 	ErrStorage = errors.New("backlog: storage failure")
-	// ErrNoHistory is returned by appends to a Disk that recovered no history: the caller
-	// must start one with Reset (after a full sync) first.
-	ErrNoHistory = errors.New("backlog: no history on disk; call Reset")
+	// errNoHistory is returned by appends to a disk that recovered no history: a history
+	// must be started with Reset (after a full sync) first. A Store never hands such a disk
+	// out.
+	errNoHistory = errors.New("backlog: no history on disk; call Reset")
 )
 
-// Recovery reports what OpenDisk found in the directory.
-type Recovery struct {
-	State    State // the stored replication state, when HasState
-	HasState bool
-	// History is true when segments of the state's epoch were found: the stream can resume
-	// at End+1 (PSYNC State.Replid End+1). Otherwise the directory held no usable history
-	// and the caller must full-sync and call Reset.
-	History     bool
-	EpochReplid string // the replid the history started with, from the segment headers
-	First, End  int64  // bounds of the recovered stream; First == End+1 when it is empty
-	Segments    int    // segments kept
-	Discarded   int    // segments deleted: another epoch, no state, malformed, or cut off by a gap
-	Dropped     int64  // stream bytes cut from torn tails
-}
-
-// Disk is a backlog addressed by absolute offset, like Ring, that keeps the stream in segment
+// disk is a backlog addressed by absolute offset, like ring, that keeps the stream in segment
 // files under <dir>/backlog, retained by total size and optionally by age, and survives
-// restarts. The newest bytes are also kept in a Ring, the RAM tail: cursors that keep up are
+// restarts. The newest bytes are also kept in a ring, the RAM tail: cursors that keep up are
 // served from memory, lagging ones from the files (sendfile to a TCP or Unix socket, else
 // pread into a fixed buffer; never a whole file in memory).
 //
-// Semantics follow Ring: absolute offsets, First/End/Bounds moving only forward, one writer,
+// Semantics follow ring: absolute offsets, First/End/Bounds moving only forward, one writer,
 // cursors that never skip a byte (ErrTrimmed once their offset is deleted, ErrFuture,
-// ErrClosed). Differences: appends return errors (ErrStorage, ErrNoHistory); the history
+// ErrClosed). Differences: appends return errors (ErrStorage, errNoHistory); the history
 // must be started with Reset; Synced reports how far the stream is durable under the fsync
-// policy; and a Disk owns one goroutine (fsync every second, TTL), stopped by Close.
+// policy; a full disk gives up the oldest segments (diskfull.go); and a disk owns one
+// goroutine (fsync every second, TTL), stopped by Close.
 //
 // Append, AppendFrom and Reset must be called by one goroutine only (the writer); every
-// other method is safe for concurrent use. Only one Disk may use a directory at a time.
-type Disk struct {
-	parent string // the directory given to OpenDisk
-	dir    string // parent/backlog, holding the segments and the state file
-	opt    DiskOptions
-	ring   *Ring // the RAM tail; its End is the Disk's End
+// other method is safe for concurrent use. Only one disk may use a directory at a time.
+type disk struct {
+	dir  string  // opt.Dir/backlog, holding the segments and the state file
+	opt  Options // normalized for disk mode
+	ring *ring   // the RAM tail; its End is the disk's End
 
 	// wmu serializes the mutators: appends, rotation, retention, repair, Resize, Close and
 	// the background goroutine's steps. Readers never take it.
@@ -179,6 +115,7 @@ type Disk struct {
 	synced atomic.Int64 // highest offset durable under the policy
 	bufMem atomic.Int64 // size of rbuf once allocated, for Mem
 	size   atomic.Int64 // retention, bytes
+	space  atomic.Int64 // room the file system had for the backlog, 0 if unknown (measureSpace)
 	closed atomic.Bool  // set once, with wmu held, before the files are closed
 
 	// Writer state, guarded by wmu.
@@ -241,14 +178,14 @@ const (
 // with, after writing only the first k bytes (a write to a full disk stops part way).
 type faultFunc func(op faultOp, n int) (k int, err error)
 
-func (d *Disk) fault(op faultOp, n int) (int, error) {
+func (d *disk) fault(op faultOp, n int) (int, error) {
 	if f := d.faults.Load(); f != nil {
 		return (*f)(op, n)
 	}
 	return n, nil
 }
 
-// OpenDisk opens (creating it if needed) the disk backlog in dir/backlog and recovers what it
+// openDisk opens (creating it if needed) the disk backlog in opt.Dir/backlog and recovers what it
 // holds: the state file, then the segments of the state's epoch. The newest segment is checked
 // record by record and a torn tail is cut at the last whole record, with a log line saying
 // how many bytes were dropped; older segments are trusted by their seal (a trailer written
@@ -256,14 +193,16 @@ func (d *Disk) fault(op faultOp, n int) (int, error) {
 // epoch, no state file, malformed files, or older than a gap) are deleted. I/O errors stop
 // the recovery and are returned: they never cause stored bytes to be deleted.
 //
-// The returned Disk serves the recovered bytes from the files; its RAM tail starts empty at
-// End+1. If Recovery.History is false, appends fail with ErrNoHistory until Reset.
-func OpenDisk(dir string, opt DiskOptions) (*Disk, Recovery, error) {
+// The returned disk serves the recovered bytes from the files; its RAM tail starts empty at
+// End+1. If Recovery.History is false, appends fail with errNoHistory until Reset. opt.Mode
+// is taken to be Disk.
+func openDisk(opt Options) (*disk, Recovery, error) {
+	opt.Mode = Disk
 	opt, err := opt.normalize()
 	if err != nil {
 		return nil, Recovery{}, err
 	}
-	d := newDisk(dir, opt)
+	d := newDisk(opt)
 	if err := os.MkdirAll(d.dir, 0o700); err != nil {
 		return nil, Recovery{}, fmt.Errorf("backlog: create %s: %w", d.dir, err)
 	}
@@ -274,30 +213,30 @@ func OpenDisk(dir string, opt DiskOptions) (*Disk, Recovery, error) {
 	}
 	d.wmu.Lock()
 	d.retainLocked(d.ring.End(), time.Now())
+	d.measureSpace() // for the recovered active segment; rotateLocked measures for new ones
 	d.wmu.Unlock()
 	d.start()
 	return d, rec, nil
 }
 
-func newDisk(parent string, opt DiskOptions) *Disk {
-	d := &Disk{
-		parent: parent,
-		dir:    filepath.Join(parent, "backlog"),
-		opt:    opt,
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
-		kick:   make(chan struct{}, 1),
+func newDisk(opt Options) *disk {
+	d := &disk{
+		dir:  filepath.Join(opt.Dir, "backlog"),
+		opt:  opt,
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+		kick: make(chan struct{}, 1),
 	}
 	d.size.Store(opt.Size)
 	return d
 }
 
 // start launches the background goroutine. Close stops it.
-func (d *Disk) start() {
+func (d *disk) start() {
 	go d.run()
 }
 
-func (d *Disk) run() {
+func (d *disk) run() {
 	defer close(d.done)
 	if d.opt.Fsync != FsyncEverySec && d.opt.TTL <= 0 {
 		<-d.stop
@@ -325,14 +264,15 @@ func (d *Disk) run() {
 // Reset closes d and starts a new history in its directory: the segments of the old one are
 // deleted (oldest first), st is stored as the state, and an empty first segment at next is
 // created, so that a restart at any point finds either the old history (possibly shorter),
-// or no history, or the new one, but never a mix. It returns the new Disk, with d's options
+// or no history, or the new one, but never a mix. It returns the new disk, with d's options
 // and current size. Call it after a full sync: st.Replid is the replid of +FULLRESYNC, next
 // is its offset + 1, and st.Epoch should differ from the old epoch.
 //
-// Like Ring.Close for the old ring, d's cursors and waiters get ErrClosed. On error d is
-// closed anyway and OpenDisk recovers whatever the directory holds. Removing the directory
-// after Close, then OpenDisk and Reset, is equivalent.
-func (d *Disk) Reset(st State, next int64) (*Disk, error) {
+// Like ring.Close for the old ring, d's cursors and waiters get ErrClosed. On error d is
+// closed anyway (but on a bad argument, which changes nothing) and openDisk recovers
+// whatever the directory holds. Removing the directory after Close, then openDisk and
+// Reset, is equivalent.
+func (d *disk) Reset(st State, next int64) (*disk, error) {
 	if next < 0 {
 		return nil, fmt.Errorf("backlog: reset: negative offset %d", next)
 	}
@@ -367,12 +307,12 @@ func (d *Disk) Reset(st State, next int64) (*Disk, error) {
 		return nil, err
 	}
 
-	nd := newDisk(d.parent, opt)
+	nd := newDisk(opt)
 	nd.faults.Store(faults)
 	nd.state = st
 	nd.history = true
 	nd.epochReplid = st.Replid
-	nd.ring = NewRing(opt.RAMTail, next)
+	nd.ring = newRing(opt.RAMTail, next)
 	nd.first.Store(next)
 	nd.synced.Store(next - 1)
 	nd.wmu.Lock()
@@ -387,16 +327,19 @@ func (d *Disk) Reset(st State, next int64) (*Disk, error) {
 }
 
 // State returns the stored replication state.
-func (d *Disk) State() State {
+func (d *disk) State() State {
 	d.stateMu.Lock()
 	defer d.stateMu.Unlock()
 	return d.state
 }
 
 // SetState stores st atomically (temporary file, fsync, rename, directory fsync); it returns
-// once st is durable, and on error the old state is still the stored one. The epoch cannot
-// change here: a new epoch is a new history, started with Reset.
-func (d *Disk) SetState(st State) error {
+// once st is durable, and on error the old state is still the stored one. On a full disk the
+// oldest segments are deleted until the file fits, as for an append. The epoch cannot change
+// here: a new epoch is a new history, started with Reset.
+func (d *disk) SetState(st State) error {
+	d.wmu.Lock() // the order is wmu, then stateMu (createSegment reads the state under wmu)
+	defer d.wmu.Unlock()
 	d.stateMu.Lock()
 	defer d.stateMu.Unlock()
 	switch {
@@ -409,14 +352,23 @@ func (d *Disk) SetState(st State) error {
 	if f := d.faults.Load(); f != nil {
 		ff = *f
 	}
-	if err := writeState(d.dir, st, ff); err != nil {
-		return err
+	dropped := 0
+	defer func() { d.diskFullLocked(dropped) }()
+	for {
+		err := writeState(d.dir, st, ff)
+		if err == nil {
+			break
+		}
+		if !noSpace(err) || !d.dropOldestLocked() {
+			return err
+		}
+		dropped++
 	}
 	d.state = st
 	return nil
 }
 
-func (d *Disk) setErr(err error) {
+func (d *disk) setErr(err error) {
 	d.errMu.Lock()
 	d.lastErr = err
 	d.errMu.Unlock()
@@ -424,7 +376,7 @@ func (d *Disk) setErr(err error) {
 
 // Err returns the storage error that keeps the backlog from storing or syncing, or nil when
 // the last append (or the last repair) succeeded.
-func (d *Disk) Err() error {
+func (d *disk) Err() error {
 	d.errMu.Lock()
 	defer d.errMu.Unlock()
 	return d.lastErr
@@ -433,17 +385,17 @@ func (d *Disk) Err() error {
 // Synced returns the highest offset that is durable under the fsync policy: End() after
 // every Append with FsyncAlways; the end as of the last one-second sync with FsyncEverySec;
 // End() with FsyncNo (written to the operating system). The proxy acknowledges at most this.
-func (d *Disk) Synced() int64 { return d.synced.Load() }
+func (d *disk) Synced() int64 { return d.synced.Load() }
 
 // First returns the offset of the oldest byte held; End()+1 when empty.
-func (d *Disk) First() int64 { return d.first.Load() }
+func (d *disk) First() int64 { return d.first.Load() }
 
 // End returns the offset of the last byte appended (master_repl_offset).
-func (d *Disk) End() int64 { return d.ring.End() }
+func (d *disk) End() int64 { return d.ring.End() }
 
 // Bounds returns First and End as a pair that held at one instant, without locking: First is
 // read under a seqlock and End during it, so First was current when End was read.
-func (d *Disk) Bounds() (first, end int64) {
+func (d *disk) Bounds() (first, end int64) {
 	for {
 		s := d.seq.Load()
 		if s&1 == 0 {
@@ -457,17 +409,17 @@ func (d *Disk) Bounds() (first, end int64) {
 }
 
 // Histlen returns the number of bytes held, End()-First()+1.
-func (d *Disk) Histlen() int64 {
+func (d *disk) Histlen() int64 {
 	first, end := d.Bounds()
 	return end - first + 1
 }
 
 // Size returns the retention size.
-func (d *Disk) Size() int64 { return d.size.Load() }
+func (d *disk) Size() int64 { return d.size.Load() }
 
-// Mem returns the memory the Disk holds for data: the RAM tail's storage and the read
+// Mem returns the memory the disk holds for data: the RAM tail's storage and the read
 // buffer. Cursors reading the files hold a fixed buffer each on top of this.
-func (d *Disk) Mem() int64 {
+func (d *disk) Mem() int64 {
 	if d.closed.Load() {
 		return 0
 	}
@@ -475,7 +427,7 @@ func (d *Disk) Mem() int64 {
 }
 
 // Segments returns the number of segments on disk.
-func (d *Disk) Segments() int {
+func (d *disk) Segments() int {
 	d.segMu.RLock()
 	defer d.segMu.RUnlock()
 	return len(d.segs)
@@ -484,7 +436,7 @@ func (d *Disk) Segments() int {
 // OldestAge returns how long ago the oldest held byte was stored, to the precision of a
 // segment (the time its segment began), and false when that is unknown (the oldest segment
 // was recovered from disk, where no file records when it began).
-func (d *Disk) OldestAge() (time.Duration, bool) {
+func (d *disk) OldestAge() (time.Duration, bool) {
 	d.segMu.RLock()
 	defer d.segMu.RUnlock()
 	if len(d.segs) == 0 || d.segs[0].began.IsZero() {
@@ -496,8 +448,8 @@ func (d *Disk) OldestAge() (time.Duration, bool) {
 // Resize changes the retention size at runtime (CONFIG SET repl-backlog-size), deleting the
 // oldest segments at once if the held bytes exceed it. A size below MinSize is raised to
 // MinSize. The RAM tail is never larger than the size: it shrinks with it, and grows back
-// up to DiskOptions.RAMTail.
-func (d *Disk) Resize(size int64) {
+// up to Options.RAMTail.
+func (d *disk) Resize(size int64) {
 	size = max(size, MinSize)
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
@@ -513,7 +465,7 @@ func (d *Disk) Resize(size int64) {
 // Redis does at shutdown), and closes the files and the RAM tail: waiters and cursors get
 // ErrClosed, appends fail with it. First and End keep their last values. It returns the
 // error of the final sync. Idempotent.
-func (d *Disk) Close() error {
+func (d *disk) Close() error {
 	d.stopOnce.Do(func() { close(d.stop) })
 	<-d.done
 	d.wmu.Lock()
@@ -540,7 +492,7 @@ func (d *Disk) Close() error {
 
 // closeFiles closes the writer's files and retires every segment: readers still holding one
 // finish their current call, new ones get ErrClosed.
-func (d *Disk) closeFiles() {
+func (d *disk) closeFiles() {
 	if w := d.w; w != nil {
 		d.syncMu.Lock()
 		if !w.closed {

@@ -22,7 +22,7 @@ import (
 //	BenchmarkDiskCatchUp/*            a cursor reading 128 MiB held on disk (page cache hot)
 //	                                  from the oldest byte to the end, to a TCP socket or a
 //	                                  buffer, beside a plain file sent or read the same way
-//	                                  and a Ring cursor.
+//	                                  and a ring cursor.
 //
 // Compare the MB/s columns: the ratios to the plain file are what matter, the absolute
 // figures depend on the machine.
@@ -52,7 +52,7 @@ func BenchmarkDiskAppend(b *testing.B) {
 }
 
 // benchFileAppend writes the pieces to plain files, starting a new one every benchSegment
-// bytes and deleting the one that falls out of benchRetention, as the Disk does.
+// bytes and deleting the one that falls out of benchRetention, as the disk does.
 func benchFileAppend(b *testing.B, fsync bool) {
 	dir := b.TempDir()
 	piece := benchSource()
@@ -95,8 +95,8 @@ func benchFileAppend(b *testing.B, fsync bool) {
 	f.Close()
 }
 
-func benchDisk(b *testing.B, pol FsyncPolicy, ram int64) *Disk {
-	d, _, err := OpenDisk(b.TempDir(), DiskOptions{Size: benchRetention, SegmentSize: benchSegment, RAMTail: ram, Fsync: pol})
+func benchDisk(b *testing.B, pol FsyncPolicy, ram int64) *disk {
+	d, _, err := openDir(b.TempDir(), Options{Size: benchRetention, SegmentSize: benchSegment, RAMTail: ram, Fsync: pol})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func BenchmarkDiskCatchUp(b *testing.B) {
 		benchCursor(b, d, struct{ io.Writer }{conn}) // hides the socket: buffered path
 	})
 	b.Run("ring-tcp-writev", func(b *testing.B) {
-		r := NewRing(benchCatchUp, 1)
+		r := newRing(benchCatchUp, 1)
 		defer r.Close()
 		for i := 0; r.End() < benchCatchUp; i++ {
 			r.Append(piece(i))
@@ -170,7 +170,7 @@ func BenchmarkDiskCatchUp(b *testing.B) {
 		conn := tcpSink(b)
 		b.SetBytes(benchCatchUp)
 		for b.Loop() {
-			c, _ := r.NewCursor(1)
+			c, _ := r.newCursor(1)
 			for c.Offset() <= r.End() {
 				if _, err := c.WriteTo(context.Background(), conn, 1<<20); err != nil {
 					b.Fatal(err)
@@ -204,7 +204,7 @@ func BenchmarkDiskCatchUp(b *testing.B) {
 		p := make([]byte, fileChunk)
 		b.SetBytes(benchCatchUp)
 		for b.Loop() {
-			c, _ := d.NewCursor(1)
+			c, _ := d.newCursor(1)
 			for c.Offset() <= d.End() {
 				if _, err := c.Read(context.Background(), p); err != nil {
 					b.Fatal(err)
@@ -216,10 +216,10 @@ func BenchmarkDiskCatchUp(b *testing.B) {
 }
 
 // benchCursor streams the whole disk backlog to w with a fresh cursor per iteration.
-func benchCursor(b *testing.B, d *Disk, w io.Writer) {
+func benchCursor(b *testing.B, d *disk, w io.Writer) {
 	b.SetBytes(d.End() - d.First() + 1)
 	for b.Loop() {
-		c, err := d.NewCursor(d.First())
+		c, err := d.newCursor(d.First())
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -21,7 +21,7 @@ import (
 	"time"
 )
 
-// testLog collects a Disk's log lines so that tests can look for them.
+// testLog collects a disk's log lines so that tests can look for them.
 type testLog struct {
 	t     *testing.T
 	mu    sync.Mutex
@@ -53,17 +53,17 @@ func (l *testLog) find(sub string) string {
 // testOpts are small segments and a small RAM tail, so that a few hundred KiB cross many
 // segments and most reads come from the files. The background goroutine is kept quiet:
 // tests call syncOnce and expire themselves.
-func testOpts(l *testLog) DiskOptions {
-	return DiskOptions{Size: 4 << 20, SegmentSize: 8 << 10, RAMTail: MinSize, Fsync: FsyncNo, Logf: l.logf, tick: time.Hour}
+func testOpts(l *testLog) Options {
+	return Options{Size: 4 << 20, SegmentSize: 8 << 10, RAMTail: MinSize, Fsync: FsyncNo, Logf: l.logf, tick: time.Hour}
 }
 
 var testReplid = strings.Repeat("ab", 20)
 
-// newHistory opens dir and starts a history at next with epoch 1. The Disk is closed when
+// newHistory opens dir and starts a history at next with epoch 1. The disk is closed when
 // the test ends (closing twice is fine).
-func newHistory(t *testing.T, dir string, opt DiskOptions, next int64) *Disk {
+func newHistory(t *testing.T, dir string, opt Options, next int64) *disk {
 	t.Helper()
-	d, rec, err := OpenDisk(dir, opt)
+	d, rec, err := openDir(dir, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,22 +78,28 @@ func newHistory(t *testing.T, dir string, opt DiskOptions, next int64) *Disk {
 	return d
 }
 
+// openDir is openDisk of dir.
+func openDir(dir string, opt Options) (*disk, Recovery, error) {
+	opt.Dir = dir
+	return openDisk(opt)
+}
+
 // reopen closes d and opens its directory again.
-func reopen(t *testing.T, d *Disk, opt DiskOptions) (*Disk, Recovery) {
+func reopen(t *testing.T, d *disk, opt Options) (*disk, Recovery) {
 	t.Helper()
 	if err := d.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	nd, rec, err := OpenDisk(d.parent, opt)
+	nd, rec, err := openDir(d.opt.Dir, opt)
 	if err != nil {
-		t.Fatalf("OpenDisk: %v", err)
+		t.Fatalf("openDisk: %v", err)
 	}
 	t.Cleanup(func() { nd.Close() })
 	return nd, rec
 }
 
 // appendPieces appends src in pieces of random sizes up to maxPiece.
-func appendPieces(t *testing.T, d *Disk, src []byte, seed uint64, maxPiece int) {
+func appendPieces(t *testing.T, d *disk, src []byte, seed uint64, maxPiece int) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, 7))
 	for len(src) > 0 {
@@ -107,7 +113,7 @@ func appendPieces(t *testing.T, d *Disk, src []byte, seed uint64, maxPiece int) 
 
 // checkDisk reads every held byte of d with a cursor (files, then RAM) and with ReadAt at
 // scattered offsets, and compares with ref, where ref[i] is the byte at offset base+i.
-func checkDisk(t *testing.T, d *Disk, ref []byte, base int64) {
+func checkDisk(t *testing.T, d *disk, ref []byte, base int64) {
 	t.Helper()
 	first, end := d.Bounds()
 	if first < base || end-base+1 > int64(len(ref)) {
@@ -130,11 +136,11 @@ func checkDisk(t *testing.T, d *Disk, ref []byte, base int64) {
 }
 
 // readDisk returns the bytes first..end read with a cursor in reads of varying sizes.
-func readDisk(t *testing.T, d *Disk, first, end int64) []byte {
+func readDisk(t *testing.T, d *disk, first, end int64) []byte {
 	t.Helper()
-	c, err := d.NewCursor(first)
+	c, err := d.newCursor(first)
 	if err != nil {
-		t.Fatalf("NewCursor(%d): %v", first, err)
+		t.Fatalf("newCursor(%d): %v", first, err)
 	}
 	defer c.Close()
 	out := make([]byte, 0, end-first+1)
@@ -177,7 +183,7 @@ func fileSize(t *testing.T, path string) int64 {
 
 func TestDiskNoHistory(t *testing.T) {
 	l := newTestLog(t)
-	d, rec, err := OpenDisk(t.TempDir(), testOpts(l))
+	d, rec, err := openDir(t.TempDir(), testOpts(l))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,14 +191,14 @@ func TestDiskNoHistory(t *testing.T) {
 	if rec.History || rec.HasState || rec.Segments != 0 || rec.First != 1 || rec.End != 0 {
 		t.Fatalf("Recovery = %+v", rec)
 	}
-	if err := d.Append([]byte("x")); !errors.Is(err, ErrNoHistory) {
-		t.Fatalf("Append = %v, want ErrNoHistory", err)
+	if err := d.Append([]byte("x")); !errors.Is(err, errNoHistory) {
+		t.Fatalf("Append = %v, want errNoHistory", err)
 	}
-	if _, err := d.AppendFrom(strings.NewReader("x")); !errors.Is(err, ErrNoHistory) {
-		t.Fatalf("AppendFrom = %v, want ErrNoHistory", err)
+	if _, err := d.AppendFrom(strings.NewReader("x")); !errors.Is(err, errNoHistory) {
+		t.Fatalf("AppendFrom = %v, want errNoHistory", err)
 	}
-	if _, _, err := OpenDisk(t.TempDir(), DiskOptions{}); err == nil {
-		t.Fatal("OpenDisk without a size succeeded")
+	if _, _, err := openDir(t.TempDir(), Options{}); err == nil {
+		t.Fatal("openDisk without a size succeeded")
 	}
 }
 
@@ -247,7 +253,7 @@ func TestDiskSequence(t *testing.T) {
 // buildTorn writes a history of 1000-byte records whose newest segment holds at least a
 // few, closes it and returns the reference, the directory and the newest segment's path
 // (without extension) and start.
-func buildTorn(t *testing.T, opt DiskOptions) (ref []byte, dir, newest string, start int64) {
+func buildTorn(t *testing.T, opt Options) (ref []byte, dir, newest string, start int64) {
 	t.Helper()
 	dir = t.TempDir()
 	d := newHistory(t, dir, opt, 1)
@@ -342,7 +348,7 @@ func TestDiskTornTail(t *testing.T) {
 			l := newTestLog(t)
 			o := opt
 			o.Logf = l.logf
-			d, rec, err := OpenDisk(dir, o)
+			d, rec, err := openDir(dir, o)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -378,7 +384,7 @@ func TestDiskTornTail(t *testing.T) {
 		if err := os.Truncate(path+idxExt, 40); err != nil {
 			t.Fatal(err)
 		}
-		d, rec, err := OpenDisk(dir, opt)
+		d, rec, err := openDir(dir, opt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -407,7 +413,7 @@ func TestDiskTornTail(t *testing.T) {
 		if err := os.Truncate(mid+idxExt, size-trailerSize); err != nil {
 			t.Fatal(err)
 		}
-		d, rec, err := OpenDisk(dir, opt)
+		d, rec, err := openDir(dir, opt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -431,7 +437,7 @@ func TestDiskTornTail(t *testing.T) {
 		if err := os.Truncate(mid+idxExt, fileSize(t, mid+idxExt)-trailerSize-3); err != nil {
 			t.Fatal(err)
 		}
-		d, rec, err := OpenDisk(dir, opt)
+		d, rec, err := openDir(dir, opt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -452,7 +458,7 @@ func TestDiskRetentionSize(t *testing.T) {
 	opt.Size = 64 << 10 // segments of Size/4 = 16 KiB
 	dir := t.TempDir()
 	d := newHistory(t, dir, opt, 1)
-	early, err := d.NewCursor(1)
+	early, err := d.newCursor(1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -484,8 +490,8 @@ func TestDiskRetentionSize(t *testing.T) {
 	if err := early.Wait(context.Background()); !errors.Is(err, ErrTrimmed) {
 		t.Fatalf("Wait behind First = %v, want ErrTrimmed", err)
 	}
-	if _, err := d.NewCursor(first - 1); !errors.Is(err, ErrTrimmed) {
-		t.Fatalf("NewCursor(First-1) = %v, want ErrTrimmed", err)
+	if _, err := d.newCursor(first - 1); !errors.Is(err, ErrTrimmed) {
+		t.Fatalf("newCursor(First-1) = %v, want ErrTrimmed", err)
 	}
 	if _, err := d.ReadAt(p, first-1); !errors.Is(err, ErrTrimmed) {
 		t.Fatalf("ReadAt(First-1) = %v, want ErrTrimmed", err)
@@ -497,7 +503,7 @@ func TestDiskRetentionSize(t *testing.T) {
 
 	// A cursor reading a segment when it is deleted finishes the bytes it has, correctly,
 	// and is trimmed at its next read.
-	c, err := d.NewCursor(first)
+	c, err := d.newCursor(first)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -534,7 +540,7 @@ func TestDiskRetentionTTL(t *testing.T) {
 	if segs < 4 {
 		t.Fatalf("%d segments", segs)
 	}
-	c, _ := d.NewCursor(1)
+	c, _ := d.newCursor(1)
 	d.expire(time.Now())
 	if d.Segments() != segs || d.First() != 1 {
 		t.Fatalf("segments younger than the TTL were deleted: %d left, First %d", d.Segments(), d.First())
@@ -548,11 +554,11 @@ func TestDiskRetentionTTL(t *testing.T) {
 		t.Fatalf("after the TTL: %d segments, End %d", d.Segments(), d.End())
 	}
 	if _, err := c.Read(context.Background(), make([]byte, 10)); !errors.Is(err, ErrClosed) {
-		t.Fatalf("cursor of the closed Disk: %v, want ErrClosed", err)
+		t.Fatalf("cursor of the closed disk: %v, want ErrClosed", err)
 	}
-	c, _ = d.NewCursor(d.First())
-	if _, err := d.NewCursor(d.First() - 1); !errors.Is(err, ErrTrimmed) {
-		t.Fatalf("NewCursor(First-1) = %v", err)
+	c, _ = d.newCursor(d.First())
+	if _, err := d.newCursor(d.First() - 1); !errors.Is(err, ErrTrimmed) {
+		t.Fatalf("newCursor(First-1) = %v", err)
 	}
 	checkDisk(t, d, ref, 1)
 	c.Close()
@@ -610,7 +616,7 @@ func TestDiskCatchUp(t *testing.T) {
 			return
 		}
 		defer conn.Close()
-		c, _ := d.NewCursor(1)
+		c, _ := d.newCursor(1)
 		defer c.Close()
 		for c.Offset() <= total {
 			if _, err := c.WriteTo(ctx, conn, 64<<10); err != nil {
@@ -624,7 +630,7 @@ func TestDiskCatchUp(t *testing.T) {
 	})
 	// A buffer: WriteTo copies through the cursor's fixed buffer.
 	wg.Go(func() {
-		c, _ := d.NewCursor(1)
+		c, _ := d.newCursor(1)
 		defer c.Close()
 		var buf bytes.Buffer
 		for c.Offset() <= total {
@@ -637,7 +643,7 @@ func TestDiskCatchUp(t *testing.T) {
 	})
 	// Read.
 	wg.Go(func() {
-		c, _ := d.NewCursor(1)
+		c, _ := d.newCursor(1)
 		defer c.Close()
 		got := make([]byte, 0, total)
 		p := make([]byte, 13000)
@@ -696,7 +702,7 @@ func TestDiskConcurrent(t *testing.T) {
 	errs := make(chan error, fast+slow+2)
 	for i := range fast {
 		progress[i].Store(1)
-		c, _ := d.NewCursor(1)
+		c, _ := d.newCursor(1)
 		wg.Go(func() {
 			defer c.Close()
 			rng := rand.New(rand.NewPCG(uint64(i), 2))
@@ -730,7 +736,7 @@ func TestDiskConcurrent(t *testing.T) {
 		})
 	}
 	for i := range slow {
-		c, _ := d.NewCursor(1)
+		c, _ := d.newCursor(1)
 		wg.Go(func() {
 			defer c.Close()
 			p := make([]byte, 4096)
@@ -825,7 +831,7 @@ type injector struct {
 	hits map[faultOp]int
 }
 
-func inject(d *Disk) *injector {
+func inject(d *disk) *injector {
 	in := &injector{fail: map[faultOp]error{}, hits: map[faultOp]int{}}
 	f := faultFunc(func(op faultOp, n int) (int, error) {
 		in.mu.Lock()
@@ -1048,7 +1054,7 @@ func TestDiskSyncError(t *testing.T) {
 		if err := d.Close(); err == nil {
 			t.Fatal("Close reported no error")
 		}
-		d, rec, err := OpenDisk(d.parent, opt)
+		d, rec, err := openDir(d.opt.Dir, opt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1113,34 +1119,34 @@ func TestDiskState(t *testing.T) {
 		t.Fatal("SetState changed the epoch")
 	}
 	in := inject(d)
-	in.set(opState, syscall.ENOSPC, 0)
-	if err := d.SetState(State{Replid: "x", Epoch: 1}); !errors.Is(err, syscall.ENOSPC) || d.State() != st {
+	in.set(opState, syscall.EIO, 0) // ENOSPC would delete segments to make room (diskfull_test.go)
+	if err := d.SetState(State{Replid: "x", Epoch: 1}); !errors.Is(err, syscall.EIO) || d.State() != st {
 		t.Fatalf("failed SetState = %v, State() = %+v", err, d.State())
 	}
 	in.clear()
-	old, _ := d.NewCursor(100)
+	old, _ := d.newCursor(100)
 
 	d, rec := reopen(t, d, opt)
 	if rec.State != st || !rec.History || rec.EpochReplid != testReplid || rec.First != 100 || rec.End != 30099 {
 		t.Fatalf("Recovery = %+v", rec)
 	}
 	if _, err := old.Read(context.Background(), make([]byte, 1)); !errors.Is(err, ErrClosed) {
-		t.Fatalf("cursor of a closed Disk: %v", err)
+		t.Fatalf("cursor of a closed disk: %v", err)
 	}
 	checkDisk(t, d, ref, 100)
 
 	st2 := State{Replid: strings.Repeat("ef", 20), Replid2: strings.Repeat("0", 40), SecondOff: -1, Epoch: 2}
-	c, _ := d.NewCursor(200)
+	c, _ := d.newCursor(200)
 	d2, err := d.Reset(st2, 5000)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d2.Close() })
 	if _, err := c.Read(context.Background(), make([]byte, 1)); !errors.Is(err, ErrClosed) {
-		t.Fatalf("cursor of the reset Disk: %v", err)
+		t.Fatalf("cursor of the reset disk: %v", err)
 	}
 	if err := d.Append([]byte("x")); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Append to the reset Disk: %v", err)
+		t.Fatalf("Append to the reset disk: %v", err)
 	}
 	if files := segFiles(t, dir); len(files) != 2 || files[0] != segName(5000)+dataExt {
 		t.Fatalf("files after Reset: %v", files)
@@ -1157,7 +1163,7 @@ func TestDiskState(t *testing.T) {
 	if err := writeState(d2.dir, State{Replid: "z", Epoch: 3}, nil); err != nil {
 		t.Fatal(err)
 	}
-	d3, rec, err := OpenDisk(dir, opt)
+	d3, rec, err := openDir(dir, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1167,14 +1173,14 @@ func TestDiskState(t *testing.T) {
 	}
 }
 
-// TestDiskCursorAPI checks the small methods against Cursor's semantics.
+// TestDiskCursorAPI checks the small methods against cursor's semantics.
 func TestDiskCursorAPI(t *testing.T) {
 	l := newTestLog(t)
 	d := newHistory(t, t.TempDir(), testOpts(l), 1)
-	if _, err := d.NewCursor(2); !errors.Is(err, ErrFuture) {
-		t.Fatalf("NewCursor(End+2) = %v", err)
+	if _, err := d.newCursor(2); !errors.Is(err, ErrFuture) {
+		t.Fatalf("newCursor(End+2) = %v", err)
 	}
-	c, err := d.NewCursor(1)
+	c, err := d.newCursor(1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1219,8 +1225,8 @@ func TestDiskCursorAPI(t *testing.T) {
 	if _, err := c.Read(context.Background(), p); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Read after Close = %v", err)
 	}
-	if _, err := d.NewCursor(1); !errors.Is(err, ErrClosed) {
-		t.Fatalf("NewCursor after Close = %v", err)
+	if _, err := d.newCursor(1); !errors.Is(err, ErrClosed) {
+		t.Fatalf("newCursor after Close = %v", err)
 	}
 	if err := d.Append([]byte("x")); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Append after Close = %v", err)
@@ -1236,11 +1242,11 @@ func TestDiskCursorAPI(t *testing.T) {
 func TestDiskAllocs(t *testing.T) {
 	l := newTestLog(t)
 	opt := testOpts(l)
-	opt.Size, opt.SegmentSize, opt.RAMTail = 256<<20, 64<<20, 1<<20
+	opt.Size, opt.SegmentSize, opt.RAMTail = 512<<20, 64<<20, 1<<20 // no segment is sealed
 	d := newHistory(t, t.TempDir(), opt, 1)
 	src := bytes.NewReader(nil)
 	piece := make([]byte, 16<<10)
-	c, _ := d.NewCursor(1)
+	c, _ := d.newCursor(1)
 	ctx := context.Background()
 	step := func() {
 		src.Reset(piece)
@@ -1264,7 +1270,7 @@ func TestDiskAllocs(t *testing.T) {
 		t.Errorf("100 AppendFrom and WriteTo steps allocated %v times, want 0", a)
 	}
 
-	lag, _ := d.NewCursor(1) // 200+ pieces behind: far below the 1 MiB RAM tail
+	lag, _ := d.newCursor(1) // 200+ pieces behind: far below the 1 MiB RAM tail
 	if _, err := lag.WriteTo(ctx, io.Discard, 64<<10); err != nil || lag.ref.s == nil {
 		t.Fatalf("lagging cursor: %v, reading a segment: %v", err, lag.ref.s != nil)
 	}
@@ -1278,20 +1284,20 @@ func TestDiskAllocs(t *testing.T) {
 	lag.Close()
 }
 
-// TestStreamCursor reads the same bytes through the common interfaces from a Ring and a Disk.
+// TestStreamCursor reads the same bytes through the common interfaces from a ring and a disk.
 func TestStreamCursor(t *testing.T) {
 	l := newTestLog(t)
 	d := newHistory(t, t.TempDir(), testOpts(l), 1)
-	r := NewRing(1<<20, 1)
+	r := newRing(1<<20, 1)
 	defer r.Close()
 	ref := stream(16, 100<<10)
 	appendPieces(t, d, ref, 1, 3000)
 	r.Append(ref)
 	for _, b := range []Backlog{r, d} {
-		if _, err := NewStreamCursor(b, b.End()+2); !errors.Is(err, ErrFuture) {
-			t.Fatalf("%T: NewStreamCursor(End+2) = %v", b, err)
+		if _, err := b.Cursor(b.End() + 2); !errors.Is(err, ErrFuture) {
+			t.Fatalf("%T: Cursor(End+2) = %v", b, err)
 		}
-		c, err := NewStreamCursor(b, 1)
+		c, err := b.Cursor(1)
 		if err != nil {
 			t.Fatal(err)
 		}

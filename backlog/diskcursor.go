@@ -7,37 +7,46 @@ import (
 	"io"
 )
 
-// DiskCursor reads a Disk's stream in order for one replica, with Cursor's semantics: it
+// diskCursor reads a disk's stream in order for one replica, with cursor's semantics: it
 // never skips a byte, ErrTrimmed and ErrClosed are sticky. Bytes still in the RAM tail are
-// written straight from it (as Cursor.WriteTo does); older ones come from the segment files,
+// written straight from it (as cursor.WriteTo does); older ones come from the segment files,
 // by sendfile when the writer is a TCP or Unix socket, else through a fixed buffer. It moves
 // between the two by itself as it catches up or falls behind the tail. It is not safe for
 // concurrent use.
 //
 // While it reads a segment it keeps that file open; Close lets it go (the descriptor is also
 // released when the cursor moves on, and by the garbage collector if Close is never called).
-type DiskCursor struct {
-	d   *Disk
+type diskCursor struct {
+	d   *disk
 	off int64
 	err error
 	// ring is a cursor on the RAM tail, re-aimed at off before each use. Keeping one reuses
 	// its zero-copy WriteTo and its scratch space, so streaming from RAM allocates nothing.
-	ring Cursor
+	ring cursor
 	ref  segRef // the segment being read from the files, if any
 	buf  []byte // fileChunk bytes once needed: the bound on a lagging cursor's memory
 }
 
-// NewCursor returns a cursor whose next byte is off. Errors: ErrTrimmed for off < First(),
+// newCursor returns a cursor whose next byte is off. Errors: ErrTrimmed for off < First(),
 // ErrFuture for off > End()+1, ErrClosed after Close.
-func (d *Disk) NewCursor(off int64) (*DiskCursor, error) {
+func (d *disk) newCursor(off int64) (*diskCursor, error) {
 	if err := d.check(off); err != nil {
 		return nil, err
 	}
-	return &DiskCursor{d: d, off: off, ring: Cursor{r: d.ring}}, nil
+	return &diskCursor{d: d, off: off, ring: cursor{r: d.ring}}, nil
+}
+
+// Cursor is newCursor for Backlog: on error the cursor is a nil interface.
+func (d *disk) Cursor(off int64) (StreamCursor, error) {
+	c, err := d.newCursor(off)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // fail records a final error (ErrTrimmed, ErrClosed) and lets the file go; it returns err.
-func (c *DiskCursor) fail(err error) error {
+func (c *diskCursor) fail(err error) error {
 	if errors.Is(err, ErrTrimmed) || errors.Is(err, ErrClosed) {
 		c.err = err
 		c.ref.release()
@@ -46,8 +55,8 @@ func (c *DiskCursor) fail(err error) error {
 }
 
 // Read blocks until the byte at the cursor exists, then copies up to len(p) bytes and
-// advances past them. Errors as Cursor.Read, plus ErrStorage when a file cannot be read.
-func (c *DiskCursor) Read(ctx context.Context, p []byte) (int, error) {
+// advances past them. Errors as cursor.Read, plus ErrStorage when a file cannot be read.
+func (c *diskCursor) Read(ctx context.Context, p []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
 	}
@@ -67,10 +76,10 @@ func (c *DiskCursor) Read(ctx context.Context, p []byte) (int, error) {
 }
 
 // WriteTo waits until the byte at the cursor exists, then writes up to limit bytes from there
-// to w and advances past what w took. From the RAM tail it is Cursor.WriteTo (one writev,
+// to w and advances past what w took. From the RAM tail it is cursor.WriteTo (one writev,
 // blocks pinned); from the files it is one sendfile, or buffered reads and writes, within one
-// segment. No lock is held while w writes. Errors as Cursor.WriteTo, plus ErrStorage.
-func (c *DiskCursor) WriteTo(ctx context.Context, w io.Writer, limit int) (int64, error) {
+// segment. No lock is held while w writes. Errors as cursor.WriteTo, plus ErrStorage.
+func (c *diskCursor) WriteTo(ctx context.Context, w io.Writer, limit int) (int64, error) {
 	if c.err != nil {
 		return 0, c.err
 	}
@@ -108,7 +117,7 @@ func (c *DiskCursor) WriteTo(ctx context.Context, w io.Writer, limit int) (int64
 }
 
 // writeFile writes bytes at the cursor from the segment files, within one segment.
-func (c *DiskCursor) writeFile(w io.Writer, limit int) (int64, error) {
+func (c *diskCursor) writeFile(w io.Writer, limit int) (int64, error) {
 	d := c.d
 	f, s, err := d.segmentAt(c.off, &c.ref)
 	if err != nil {
@@ -145,7 +154,7 @@ func (c *DiskCursor) writeFile(w io.Writer, limit int) (int64, error) {
 }
 
 // Wait blocks until the byte at the cursor exists. Errors as Read.
-func (c *DiskCursor) Wait(ctx context.Context) error {
+func (c *diskCursor) Wait(ctx context.Context) error {
 	if c.err != nil {
 		return c.err
 	}
@@ -157,14 +166,14 @@ func (c *DiskCursor) Wait(ctx context.Context) error {
 }
 
 // WaitAt blocks until the byte at off exists, off being the cursor's offset as the caller last
-// read it (see Cursor.WaitAt). ErrTrimmed and ErrClosed are not kept.
-func (c *DiskCursor) WaitAt(ctx context.Context, off int64) error {
+// read it (see cursor.WaitAt). ErrTrimmed and ErrClosed are not kept.
+func (c *diskCursor) WaitAt(ctx context.Context, off int64) error {
 	return c.d.Wait(ctx, off)
 }
 
 // Skip moves the cursor past n bytes delivered without it. It fails with ErrFuture, moving
 // nothing, if End()+1 < Offset()+n.
-func (c *DiskCursor) Skip(n int64) error {
+func (c *diskCursor) Skip(n int64) error {
 	if n < 0 || c.off+n > c.d.End()+1 {
 		return ErrFuture
 	}
@@ -173,14 +182,14 @@ func (c *DiskCursor) Skip(n int64) error {
 }
 
 // Offset returns the offset of the next byte Read returns.
-func (c *DiskCursor) Offset() int64 { return c.off }
+func (c *diskCursor) Offset() int64 { return c.off }
 
-// End returns the Disk's End().
-func (c *DiskCursor) End() int64 { return c.d.End() }
+// End returns the disk's End().
+func (c *diskCursor) End() int64 { return c.d.End() }
 
 // On reports whether the cursor reads d.
-func (c *DiskCursor) On(b Backlog) bool { return b == Backlog(c.d) }
+func (c *diskCursor) On(b Backlog) bool { return b == Backlog(c.d) }
 
 // Close releases the segment file the cursor holds open, if any. The cursor stays usable:
 // a later read opens what it needs again.
-func (c *DiskCursor) Close() { c.ref.release() }
+func (c *diskCursor) Close() { c.ref.release() }

@@ -10,7 +10,7 @@ import (
 
 // check reports whether off can be read now: ErrClosed, ErrTrimmed below First, ErrFuture
 // past End+1.
-func (d *Disk) check(off int64) error {
+func (d *disk) check(off int64) error {
 	if d.closed.Load() {
 		return ErrClosed
 	}
@@ -26,7 +26,7 @@ func (d *Disk) check(off int64) error {
 
 // Wait blocks until byte off exists (End() >= off) and returns nil. It returns ErrTrimmed if
 // off < First(), ErrClosed once closed, and ctx.Err() when ctx ends first.
-func (d *Disk) Wait(ctx context.Context, off int64) error {
+func (d *disk) Wait(ctx context.Context, off int64) error {
 	if d.closed.Load() {
 		return ErrClosed
 	}
@@ -46,8 +46,8 @@ func (d *Disk) Wait(ctx context.Context, off int64) error {
 
 // ReadAt copies the bytes from offset off into p, as many as are held up to len(p) and at
 // most up to the end of one segment, and returns how many. Errors and short counts as
-// Ring.ReadAt.
-func (d *Disk) ReadAt(p []byte, off int64) (int, error) {
+// ring.ReadAt.
+func (d *disk) ReadAt(p []byte, off int64) (int, error) {
 	var ref segRef
 	defer ref.release()
 	return d.readAt(p, off, &ref)
@@ -55,7 +55,7 @@ func (d *Disk) ReadAt(p []byte, off int64) (int, error) {
 
 // readAt reads from the RAM tail when it holds off, else from the files, keeping the
 // segment it used in ref for the next call.
-func (d *Disk) readAt(p []byte, off int64, ref *segRef) (int, error) {
+func (d *disk) readAt(p []byte, off int64, ref *segRef) (int, error) {
 	if err := d.check(off); err != nil {
 		return 0, err
 	}
@@ -97,7 +97,7 @@ func (r *segRef) release() {
 
 // segmentAt returns the segment holding off, reusing ref's when it does, and leaves a
 // reference to it in ref. A segment deleted meanwhile gives ErrTrimmed (or ErrClosed).
-func (d *Disk) segmentAt(off int64, ref *segRef) (*os.File, *segment, error) {
+func (d *disk) segmentAt(off int64, ref *segRef) (*os.File, *segment, error) {
 	if s := ref.s; s != nil {
 		if off >= s.start && off <= s.last.Load() {
 			return ref.f, s, nil

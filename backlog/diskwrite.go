@@ -11,9 +11,9 @@ import (
 // partly written are cut back, and the caller may retry with the same bytes. The bytes are
 // written to the newest segment (and synced first under FsyncAlways), then copied into the
 // RAM tail, which publishes them and wakes the waiters. Bytes still staged (an AppendFrom
-// that could not store them) are stored first. Errors: ErrClosed, ErrNoHistory, and
+// that could not store them) are stored first. Errors: ErrClosed, errNoHistory, and
 // ErrStorage wrapping the file error (see Err).
-func (d *Disk) Append(p []byte) error {
+func (d *disk) Append(p []byte) error {
 	if len(p) == 0 {
 		return nil
 	}
@@ -26,12 +26,12 @@ func (d *Disk) Append(p []byte) error {
 }
 
 // AppendFrom is Stage then Publish of all that was read: it reads once from rd into the
-// Disk's buffer and stores what it read, as Append does. It returns the bytes stored, valid
+// disk's buffer and stores what it read, as Append does. It returns the bytes stored, valid
 // until the next Stage or AppendFrom, and rd's error. If they cannot be stored it returns nil
 // and the storage error and keeps them staged: the next AppendFrom stores them first,
 // without reading, and returns them then with the read error they came with. So the caller
 // can back off and call again without losing a byte. No lock is held during the read.
-func (d *Disk) AppendFrom(rd io.Reader) ([]byte, error) {
+func (d *disk) AppendFrom(rd io.Reader) ([]byte, error) {
 	d.wmu.Lock()
 	if d.sTail > d.sHead {
 		rerr := d.stagedErr
@@ -57,40 +57,34 @@ func (d *Disk) AppendFrom(rd io.Reader) ([]byte, error) {
 }
 
 // appendLocked stores p; see Append. The caller holds wmu.
-func (d *Disk) appendLocked(p []byte) error {
+func (d *disk) appendLocked(p []byte) error {
 	switch {
 	case d.closed.Load():
 		return ErrClosed
 	case !d.history:
-		return ErrNoHistory
+		return errNoHistory
 	}
-	if err := d.repairLocked(); err != nil {
-		d.setErr(err)
-		return err
-	}
-	if d.w == nil || d.w.dataSize >= d.segLimit() {
-		if err := d.rotateLocked(); err != nil {
-			return d.failLocked(err)
+	dropped := 0
+	defer func() { d.diskFullLocked(dropped) }()
+	for {
+		wrote, err := d.writeLocked(p)
+		if err == nil {
+			break
 		}
+		if noSpace(err) && d.dropOldestLocked() {
+			// The disk is full: the oldest segment made room; cut what the failed write
+			// left and try again.
+			d.dirty = d.dirty || wrote
+			dropped++
+			continue
+		}
+		if !wrote {
+			d.setErr(err) // a repair of an earlier failure failed again: nothing new to cut
+			return err
+		}
+		return d.failLocked(err)
 	}
 	w, s := d.w, d.act
-	d.ibuf = d.ibuf[:0]
-	for q := p; len(q) > 0; {
-		k := min(len(q), maxRecord)
-		d.ibuf = appendEntry(d.ibuf, q[:k])
-		q = q[k:]
-	}
-	if err := d.writeAt(opWriteData, w.data, p, w.dataSize); err != nil {
-		return d.failLocked(fmt.Errorf("%w: write segment %s: %w", ErrStorage, segName(s.start), err))
-	}
-	if err := d.writeAt(opWriteIndex, w.idx, d.ibuf, w.idxSize); err != nil {
-		return d.failLocked(fmt.Errorf("%w: write index of segment %s: %w", ErrStorage, segName(s.start), err))
-	}
-	if d.opt.Fsync == FsyncAlways {
-		if err := d.syncWriter(w, false); err != nil {
-			return d.failLocked(err)
-		}
-	}
 	w.dataSize += int64(len(p))
 	w.idxSize += int64(len(d.ibuf))
 	// Readers of the files may now use these bytes; publishing them is the ring's Append.
@@ -117,9 +111,44 @@ func (d *Disk) appendLocked(p []byte) error {
 	return nil
 }
 
+// writeLocked writes p to the active segment, sealing it and starting a new one first when it
+// is full, and under FsyncAlways syncs it. It publishes nothing. On error, wrote reports
+// whether the files may hold part of a failed write or seal, which the caller must have cut
+// (failLocked, or the repair the next call begins with); it is false when the repair of an
+// earlier failure failed again.
+func (d *disk) writeLocked(p []byte) (wrote bool, err error) {
+	if err := d.repairLocked(); err != nil {
+		return false, err
+	}
+	if d.w == nil || d.w.dataSize >= d.segLimit() {
+		if err := d.rotateLocked(); err != nil {
+			return true, err
+		}
+	}
+	w, s := d.w, d.act
+	d.ibuf = d.ibuf[:0]
+	for q := p; len(q) > 0; {
+		k := min(len(q), maxRecord)
+		d.ibuf = appendEntry(d.ibuf, q[:k])
+		q = q[k:]
+	}
+	if err := d.writeAt(opWriteData, w.data, p, w.dataSize); err != nil {
+		return true, fmt.Errorf("%w: write segment %s: %w", ErrStorage, segName(s.start), err)
+	}
+	if err := d.writeAt(opWriteIndex, w.idx, d.ibuf, w.idxSize); err != nil {
+		return true, fmt.Errorf("%w: write index of segment %s: %w", ErrStorage, segName(s.start), err)
+	}
+	if d.opt.Fsync == FsyncAlways {
+		if err := d.syncWriter(w, false); err != nil {
+			return true, err
+		}
+	}
+	return false, nil
+}
+
 // failLocked records a storage error and cuts the partial write at once, so that what is on
 // disk stays valid even if nothing is ever appended again. It returns err.
-func (d *Disk) failLocked(err error) error {
+func (d *disk) failLocked(err error) error {
 	d.dirty = true
 	d.setErr(err)
 	d.opt.Logf("backlog: %v; appends are refused until a retry succeeds", err)
@@ -130,7 +159,7 @@ func (d *Disk) failLocked(err error) error {
 }
 
 // writeAt writes p at pos, through the test hook.
-func (d *Disk) writeAt(op faultOp, f *os.File, p []byte, pos int64) error {
+func (d *disk) writeAt(op faultOp, f *os.File, p []byte, pos int64) error {
 	if k, err := d.fault(op, len(p)); err != nil {
 		if k > 0 {
 			f.WriteAt(p[:min(k, len(p))], pos) // what a write to a full disk leaves behind
@@ -143,7 +172,7 @@ func (d *Disk) writeAt(op faultOp, f *os.File, p []byte, pos int64) error {
 
 // syncWriter fsyncs w's files. With repairing false it fails while an earlier fsync error is
 // unrepaired (see syncErr); a writer already closed by a seal, which synced it, is skipped.
-func (d *Disk) syncWriter(w *segWriter, repairing bool) error {
+func (d *disk) syncWriter(w *segWriter, repairing bool) error {
 	d.syncMu.Lock()
 	defer d.syncMu.Unlock()
 	if w.closed {
@@ -175,7 +204,7 @@ func (d *Disk) syncWriter(w *segWriter, repairing bool) error {
 // since the last durable point again, from the RAM tail, and syncs them: after a failed
 // fsync the kernel may have dropped those pages' dirty state, so syncing again without
 // rewriting could report success for bytes that are not on disk. The caller holds wmu.
-func (d *Disk) repairLocked() error {
+func (d *disk) repairLocked() error {
 	se := d.syncErr.Load()
 	if !d.dirty && se == nil {
 		return nil
@@ -239,7 +268,7 @@ func (d *Disk) repairLocked() error {
 }
 
 // truncateWriter cuts w's files to its sizes.
-func (d *Disk) truncateWriter(w *segWriter) error {
+func (d *disk) truncateWriter(w *segWriter) error {
 	_, err := d.fault(opTruncate, 0)
 	if err == nil {
 		err = w.data.Truncate(w.dataSize)
@@ -254,15 +283,11 @@ func (d *Disk) truncateWriter(w *segWriter) error {
 	return nil
 }
 
-// segLimit is the data size at which the active segment is sealed.
-func (d *Disk) segLimit() int64 {
-	return max(minSegmentSize, min(d.opt.SegmentSize, d.size.Load()/4))
-}
-
 // rotateLocked seals the active segment, if any, and starts a new one at End()+1. The seal
 // (trailer, then fsync unless FsyncNo) is durable before the new segment exists, so a crash
 // never leaves an unsealed segment behind a newer one. The caller holds wmu.
-func (d *Disk) rotateLocked() error {
+func (d *disk) rotateLocked() error {
+	d.measureSpace()
 	end := d.ring.End()
 	old, oldSeg := d.w, d.act
 	if old != nil {
@@ -308,7 +333,7 @@ func (d *Disk) rotateLocked() error {
 
 // createSegment creates s's files with the header, synced with their directory entries
 // unless FsyncNo.
-func (d *Disk) createSegment(s *segment) (*segWriter, error) {
+func (d *disk) createSegment(s *segment) (*segWriter, error) {
 	fail := func(err error) (*segWriter, error) {
 		s.remove()
 		return nil, fmt.Errorf("%w: create segment %s: %w", ErrStorage, segName(s.start), err)
@@ -345,10 +370,8 @@ func (d *Disk) createSegment(s *segment) (*segWriter, error) {
 // retainLocked deletes the oldest segments while the bytes held up to end exceed the size,
 // or, when now is set and a TTL configured, while the oldest is sealed and older than the
 // TTL. The newest segment is never deleted, so the end of the history always stays on
-// disk. First moves before a file goes: a reader that looked First up earlier either
-// still opens the file (and reads the true bytes, which are never rewritten) or gets
-// errGone and reports ErrTrimmed. The caller holds wmu.
-func (d *Disk) retainLocked(end int64, now time.Time) {
+// disk. The caller holds wmu.
+func (d *disk) retainLocked(end int64, now time.Time) {
 	size, ttl := d.size.Load(), d.opt.TTL
 	for len(d.segs) > 1 {
 		s := d.segs[0]
@@ -357,19 +380,34 @@ func (d *Disk) retainLocked(end int64, now time.Time) {
 		if !over && !expired {
 			return
 		}
-		d.segMu.Lock()
-		d.segs[0] = nil
-		d.segs = d.segs[1:]
-		d.setFirst(d.segs[0].start)
-		d.segMu.Unlock()
-		if err := s.remove(); err != nil {
-			d.opt.Logf("backlog: %v", err)
-		}
+		d.dropOldestLocked()
 	}
 }
 
+// dropOldestLocked deletes the oldest segment and reports whether there was one to delete:
+// the newest never goes. First moves before a file goes: a reader that looked First up
+// earlier either still opens the file (and reads the true bytes, which are never rewritten)
+// or gets errGone and reports ErrTrimmed; a cursor reading it already finishes its current
+// call from the descriptor it holds (the unlinked file) and gets ErrTrimmed on the next.
+// The caller holds wmu.
+func (d *disk) dropOldestLocked() bool {
+	if len(d.segs) <= 1 {
+		return false
+	}
+	s := d.segs[0]
+	d.segMu.Lock()
+	d.segs[0] = nil
+	d.segs = d.segs[1:]
+	d.setFirst(d.segs[0].start)
+	d.segMu.Unlock()
+	if err := s.remove(); err != nil {
+		d.opt.Logf("backlog: %v", err)
+	}
+	return true
+}
+
 // setFirst publishes a new First; the caller holds wmu and segMu.
-func (d *Disk) setFirst(first int64) {
+func (d *disk) setFirst(first int64) {
 	d.seq.Add(1)
 	d.first.Store(first)
 	d.seq.Add(1)
@@ -378,7 +416,7 @@ func (d *Disk) setFirst(first int64) {
 // syncOnce is the everysec step: fsync the active segment outside wmu (appends go on), then
 // move Synced to where the files were when the sync started. After an error it retries the
 // repair itself, so that a quiet stream also recovers.
-func (d *Disk) syncOnce() error {
+func (d *disk) syncOnce() error {
 	d.wmu.Lock()
 	w := d.w
 	if d.closed.Load() || w == nil {
@@ -414,7 +452,7 @@ func (d *Disk) syncOnce() error {
 }
 
 // expire applies the TTL as of now.
-func (d *Disk) expire(now time.Time) {
+func (d *disk) expire(now time.Time) {
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
 	if !d.closed.Load() {

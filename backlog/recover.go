@@ -7,9 +7,9 @@ import (
 	"path/filepath"
 )
 
-// recover loads the state and the segments; see OpenDisk. It runs before any other goroutine
+// recover loads the state and the segments; see openDisk. It runs before any other goroutine
 // can see d.
-func (d *Disk) recover() (Recovery, error) {
+func (d *disk) recover() (Recovery, error) {
 	var rec Recovery
 	os.Remove(filepath.Join(d.dir, stateFile+".tmp")) // a write that a crash interrupted
 	st, hasState, err := readState(d.dir)
@@ -66,7 +66,7 @@ func (d *Disk) recover() (Recovery, error) {
 		hdrs = append(hdrs, h)
 	}
 	if len(cands) == 0 {
-		d.ring = NewRing(d.opt.RAMTail, 1)
+		d.ring = newRing(d.opt.RAMTail, 1)
 		d.first.Store(1)
 		rec.First, rec.End = 1, 0
 		if hasState {
@@ -146,7 +146,7 @@ func (d *Disk) recover() (Recovery, error) {
 	end := last.last.Load()
 	d.segs = kept
 	d.first.Store(kept[0].start)
-	d.ring = NewRing(d.opt.RAMTail, end+1)
+	d.ring = newRing(d.opt.RAMTail, end+1)
 	d.synced.Store(end)
 	d.history = true
 	d.epochReplid = hdrs[len(hdrs)-1].replid

@@ -33,9 +33,9 @@ const (
 	blockSize = 1 << 20
 )
 
-// Ring is an in-RAM backlog addressed by absolute offset. Append must be called by one
+// ring is an in-RAM backlog addressed by absolute offset. Append must be called by one
 // goroutine only; every other method is safe for concurrent use.
-type Ring struct {
+type ring struct {
 	// wmu serializes the mutators: Append, Resize and Close. Append has a single caller by
 	// contract; wmu lets Resize (CONFIG SET) and Close (shutdown) come from other goroutines.
 	// Readers never take it. Because only wmu holders change the storage, a wmu holder may
@@ -59,7 +59,7 @@ type Ring struct {
 	// spare is a block taken off the front of blocks, kept to become the next back block, so
 	// that a full ring allocates nothing. At most one is kept: memory goes back when the
 	// size shrinks. Only wmu holders use it; readers cannot reach it. A block that a cursor
-	// has pinned (see Cursor.WriteTo) never becomes the spare: it is let go instead, so its
+	// has pinned (see cursor.WriteTo) never becomes the spare: it is let go instead, so its
 	// bytes stay as they were until the cursor is done with them.
 	spare *block
 	// staged is the number of bytes Stage stored past End that Publish has not made visible
@@ -95,21 +95,21 @@ type Ring struct {
 	waiting atomic.Bool
 }
 
-// NewRing returns an empty ring holding at most size bytes, whose first appended byte gets
+// newRing returns an empty ring holding at most size bytes, whose first appended byte gets
 // offset next, so First() == next and End() == next-1. A size below MinSize is raised to
 // MinSize. Storage is allocated in blocks of 1 MiB as bytes arrive, so a large ring costs
 // nothing until it is used, and it never needs one large allocation. Because of the block
 // granularity, the memory a ring uses may exceed size by about two blocks (see Mem).
-func NewRing(size int64, next int64) *Ring {
-	return newRing(size, next, blockSize)
+func newRing(size int64, next int64) *ring {
+	return newRingBlocks(size, next, blockSize)
 }
 
-// newRing is NewRing with blocks of bsize bytes.
-func newRing(size, next, bsize int64) *Ring {
+// newRingBlocks is newRing with blocks of bsize bytes.
+func newRingBlocks(size, next, bsize int64) *ring {
 	if bsize <= 0 {
 		panic("backlog: block size must be positive")
 	}
-	r := &Ring{base: next, bsize: bsize}
+	r := &ring{base: next, bsize: bsize}
 	r.size.Store(max(size, MinSize))
 	r.first.Store(next)
 	r.end.Store(next - 1)
@@ -122,7 +122,7 @@ func newRing(size, next, bsize int64) *Ring {
 // oldest bytes are evicted. If p is longer than Size, End still advances by len(p) but only
 // the newest Size bytes are kept. After Close, Append does nothing. Held bytes are never
 // moved, so the cost of an Append does not depend on the ring's size.
-func (r *Ring) Append(p []byte) {
+func (r *ring) Append(p []byte) {
 	if len(p) == 0 {
 		return
 	}
@@ -159,7 +159,7 @@ func (r *Ring) Append(p []byte) {
 // wait for the network. One read takes at most the rest of the current block and at most
 // Size bytes. After Close it reads nothing and returns ErrClosed; bytes read by a call that
 // Close overtakes are dropped with the ring. Bytes staged by Stage are published with them.
-func (r *Ring) AppendFrom(rd io.Reader) ([]byte, error) {
+func (r *ring) AppendFrom(rd io.Reader) ([]byte, error) {
 	b, err := r.Stage(rd)
 	r.wmu.Lock()
 	r.publishLocked(r.staged)
@@ -171,7 +171,7 @@ func (r *Ring) AppendFrom(rd io.Reader) ([]byte, error) {
 // the back block, or the whole of a block to add at the back (fresh: the spare, or a new one)
 // when the back block is full or there is none. The caller holds wmu. No reader looks past
 // End, so the caller may fill dst without mu, and then calls stage.
-func (r *Ring) reserve() (dst []byte, fresh *block) {
+func (r *ring) reserve() (dst []byte, fresh *block) {
 	if n := r.blocks.n; n > 0 {
 		if pos := r.end.Load() + 1 + r.staged - r.base - int64(n-1)*r.bsize; pos < r.bsize {
 			return r.blocks.at(n - 1).b[pos:], nil
@@ -188,7 +188,7 @@ func (r *Ring) reserve() (dst []byte, fresh *block) {
 // stage adds the k bytes written at the start of the space reserve returned to the bytes
 // staged, adding fresh at the back of blocks (when set). No reader sees them until
 // publishLocked. The caller holds wmu.
-func (r *Ring) stage(k int, fresh *block) {
+func (r *ring) stage(k int, fresh *block) {
 	if k == 0 {
 		if fresh != nil {
 			r.release(fresh)
@@ -208,7 +208,7 @@ func (r *Ring) stage(k int, fresh *block) {
 
 // publishLocked makes the first k bytes staged visible: it moves End by k and First as far as
 // Size requires, lets the blocks below First go and wakes the waiters. The caller holds wmu.
-func (r *Ring) publishLocked(k int64) {
+func (r *ring) publishLocked(k int64) {
 	if k <= 0 || r.closed.Load() {
 		return
 	}
@@ -224,7 +224,7 @@ func (r *Ring) publishLocked(k int64) {
 
 // release keeps blk as the spare, or lets it go when there is one already or a cursor still
 // writes from it. The caller holds wmu, and blk is no longer in blocks.
-func (r *Ring) release(blk *block) {
+func (r *ring) release(blk *block) {
 	if r.spare == nil && blk.pins.Load() == 0 {
 		r.spare = blk
 	} else {
@@ -234,7 +234,7 @@ func (r *Ring) release(blk *block) {
 
 // frontFreed reports whether trim, once First is first, takes the front block off blocks.
 // The caller holds wmu.
-func (r *Ring) frontFreed(first int64) bool {
+func (r *ring) frontFreed(first int64) bool {
 	return r.blocks.n > 0 && r.base+r.bsize <= first
 }
 
@@ -243,7 +243,7 @@ func (r *Ring) frontFreed(first int64) bool {
 // already published First, so no reader can start looking at those blocks. A block still
 // pinned by a cursor is let go rather than kept: the garbage collector frees it once the
 // cursor is done, and until then nothing writes to it.
-func (r *Ring) trim() {
+func (r *ring) trim() {
 	first := r.first.Load()
 	for r.frontFreed(first) {
 		blk := r.blocks.pop()
@@ -253,7 +253,7 @@ func (r *Ring) trim() {
 }
 
 // setBounds publishes a new pair. The caller holds wmu and mu exclusively.
-func (r *Ring) setBounds(first, end int64) {
+func (r *ring) setBounds(first, end int64) {
 	r.seq.Add(1)
 	r.first.Store(first)
 	r.end.Store(end)
@@ -261,7 +261,7 @@ func (r *Ring) setBounds(first, end int64) {
 }
 
 // notify wakes every Wait in progress.
-func (r *Ring) notify() {
+func (r *ring) notify() {
 	if !r.waiting.Load() {
 		return
 	}
@@ -275,7 +275,7 @@ func (r *Ring) notify() {
 }
 
 // wakeChan returns the channel the next notify closes.
-func (r *Ring) wakeChan() <-chan struct{} {
+func (r *ring) wakeChan() <-chan struct{} {
 	r.waitMu.Lock()
 	defer r.waitMu.Unlock()
 	if r.wake == nil {
@@ -287,7 +287,7 @@ func (r *Ring) wakeChan() <-chan struct{} {
 
 // copyAt copies len(dst) held bytes starting at offset off into dst. The caller holds mu or
 // wmu, which keeps blocks from changing, and has checked that the bytes are held.
-func (r *Ring) copyAt(dst []byte, off int64) {
+func (r *ring) copyAt(dst []byte, off int64) {
 	rel := off - r.base
 	for len(dst) > 0 {
 		k := copy(dst, r.blocks.at(int(rel / r.bsize)).b[rel%r.bsize:])
@@ -301,7 +301,7 @@ func (r *Ring) copyAt(dst []byte, off int64) {
 // rest is not there: not yet, or no longer; the next call tells which. Errors: ErrTrimmed
 // for off < First() (bytes evicted, even while being copied, are never returned),
 // ErrFuture for off > End()+1, ErrClosed after Close.
-func (r *Ring) ReadAt(p []byte, off int64) (int, error) {
+func (r *ring) ReadAt(p []byte, off int64) (int, error) {
 	n := 0
 	for {
 		q := p[n:min(len(p), n+chunk)]
@@ -318,7 +318,7 @@ func (r *Ring) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // readChunk is one locked step of ReadAt; p holds at most chunk bytes.
-func (r *Ring) readChunk(p []byte, off int64) (int, error) {
+func (r *ring) readChunk(p []byte, off int64) (int, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if r.closed.Load() {
@@ -345,7 +345,7 @@ func (r *Ring) readChunk(p []byte, off int64) (int, error) {
 // pin appends to bufs the held bytes from off on, at most limit of them, as slices of the
 // storage, and to pinned their blocks, each pinned once (see block). The caller unpins them.
 // At End()+1 it returns no slices and a nil error; its errors are those of ReadAt.
-func (r *Ring) pin(off int64, limit int, bufs [][]byte, pinned []*block) ([][]byte, []*block, error) {
+func (r *ring) pin(off int64, limit int, bufs [][]byte, pinned []*block) ([][]byte, []*block, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if r.closed.Load() {
@@ -374,7 +374,7 @@ func (r *Ring) pin(off int64, limit int, bufs [][]byte, pinned []*block) ([][]by
 // Wait blocks until byte off exists (End() >= off) and returns nil. It returns ErrTrimmed if
 // off < First(), ErrClosed once the ring is closed, and ctx.Err() when ctx ends first. It
 // starts no goroutine.
-func (r *Ring) Wait(ctx context.Context, off int64) error {
+func (r *ring) Wait(ctx context.Context, off int64) error {
 	var wake <-chan struct{}
 	for {
 		switch {
@@ -400,13 +400,13 @@ func (r *Ring) Wait(ctx context.Context, off int64) error {
 }
 
 // First returns the offset of the oldest byte held; End()+1 when the ring is empty.
-func (r *Ring) First() int64 { return r.first.Load() }
+func (r *ring) First() int64 { return r.first.Load() }
 
 // End returns the offset of the last byte appended (master_repl_offset).
-func (r *Ring) End() int64 { return r.end.Load() }
+func (r *ring) End() int64 { return r.end.Load() }
 
 // Bounds returns First and End as a consistent pair, without locking.
-func (r *Ring) Bounds() (first, end int64) {
+func (r *ring) Bounds() (first, end int64) {
 	for {
 		s := r.seq.Load()
 		if s&1 == 0 {
@@ -421,24 +421,24 @@ func (r *Ring) Bounds() (first, end int64) {
 }
 
 // Histlen returns the number of bytes held, End()-First()+1.
-func (r *Ring) Histlen() int64 {
+func (r *ring) Histlen() int64 {
 	first, end := r.Bounds()
 	return end - first + 1
 }
 
 // Size returns the configured maximum number of bytes held.
-func (r *Ring) Size() int64 { return r.size.Load() }
+func (r *ring) Size() int64 { return r.size.Load() }
 
 // Mem returns the bytes currently allocated for storage, 0 after Close. Storage comes in
 // whole blocks (1 MiB) and one spare block is kept for reuse, so Mem may exceed Size by up
 // to about two blocks: it is at most Size rounded up to whole blocks, plus two blocks.
-func (r *Ring) Mem() int64 { return r.mem.Load() }
+func (r *ring) Mem() int64 { return r.mem.Load() }
 
 // Resize changes the maximum at runtime (CONFIG SET repl-backlog-size), keeping the newest
 // bytes: shrinking evicts from the front, growing keeps everything. A size below MinSize is
 // raised to MinSize. Safe to call concurrently with Append and readers. No bytes are copied:
 // shrinking moves First and lets the blocks below it go, growing only raises the limit.
-func (r *Ring) Resize(size int64) {
+func (r *ring) Resize(size int64) {
 	size = max(size, MinSize)
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
@@ -456,12 +456,13 @@ func (r *Ring) Resize(size int64) {
 }
 
 // Close wakes every waiter with ErrClosed and releases the storage; later reads return
-// ErrClosed and Append does nothing. First and End keep their last values. Idempotent.
-func (r *Ring) Close() {
+// ErrClosed and Append does nothing. First and End keep their last values. Idempotent; the
+// error is always nil (it is there for Backlog).
+func (r *ring) Close() error {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
 	if r.closed.Swap(true) {
-		return
+		return nil
 	}
 	r.mu.Lock()
 	r.blocks = deque{}
@@ -469,10 +470,14 @@ func (r *Ring) Close() {
 	r.mem.Store(0)
 	r.mu.Unlock()
 	r.notify()
+	return nil
 }
 
+// Synced returns End(): what a ring holds is as durable as it gets.
+func (r *ring) Synced() int64 { return r.End() }
+
 // block is one unit of storage. pins counts the cursors writing straight from it (see
-// Cursor.WriteTo); while it is above zero the block is never reused.
+// cursor.WriteTo); while it is above zero the block is never reused.
 type block struct {
 	b    []byte
 	pins atomic.Int32

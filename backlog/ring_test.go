@@ -22,7 +22,7 @@ func stream(seed uint64, n int) []byte {
 }
 
 // checkBounds fails unless r's bounds are first and end.
-func checkBounds(t *testing.T, r *Ring, first, end int64) {
+func checkBounds(t *testing.T, r *ring, first, end int64) {
 	t.Helper()
 	if f, e := r.Bounds(); f != first || e != end {
 		t.Fatalf("Bounds() = (%d, %d), want (%d, %d)", f, e, first, end)
@@ -37,7 +37,7 @@ func checkBounds(t *testing.T, r *Ring, first, end int64) {
 
 // checkHeld reads every held byte of r from many offsets and sizes, crossing block
 // boundaries, and compares with ref, where ref[i] is the byte at offset base+i.
-func checkHeld(t *testing.T, r *Ring, ref []byte, base int64) {
+func checkHeld(t *testing.T, r *ring, ref []byte, base int64) {
 	t.Helper()
 	first, end := r.Bounds()
 	p := make([]byte, 3*chunk)
@@ -58,7 +58,7 @@ func checkHeld(t *testing.T, r *Ring, ref []byte, base int64) {
 }
 
 func TestEmptyRing(t *testing.T) {
-	r := NewRing(1<<20, 1)
+	r := newRing(1<<20, 1)
 	checkBounds(t, r, 1, 0)
 	if r.Size() != 1<<20 || r.Mem() != 0 {
 		t.Fatalf("Size, Mem = %d, %d, want %d, 0", r.Size(), r.Mem(), 1<<20)
@@ -74,7 +74,7 @@ func TestEmptyRing(t *testing.T) {
 		t.Fatalf("ReadAt(End+2) = %v, want ErrFuture", err)
 	}
 
-	r = NewRing(1<<20, 1001)
+	r = newRing(1<<20, 1001)
 	checkBounds(t, r, 1001, 1000)
 	r.Append([]byte("abc"))
 	checkBounds(t, r, 1001, 1003)
@@ -85,11 +85,11 @@ func TestEmptyRing(t *testing.T) {
 
 func TestMinSize(t *testing.T) {
 	for _, size := range []int64{-1, 0, 1, MinSize - 1} {
-		if got := NewRing(size, 1).Size(); got != MinSize {
-			t.Fatalf("NewRing(%d).Size() = %d, want %d", size, got, MinSize)
+		if got := newRing(size, 1).Size(); got != MinSize {
+			t.Fatalf("newRing(%d).Size() = %d, want %d", size, got, MinSize)
 		}
 	}
-	r := NewRing(1<<20, 1)
+	r := newRing(1<<20, 1)
 	r.Resize(100)
 	if r.Size() != MinSize {
 		t.Fatalf("after Resize(100) Size() = %d, want %d", r.Size(), MinSize)
@@ -98,7 +98,7 @@ func TestMinSize(t *testing.T) {
 
 func TestAppendAndWrap(t *testing.T) {
 	ref := stream(1, 100<<10)
-	r := NewRing(MinSize, 1)
+	r := newRing(MinSize, 1)
 	r.Append(ref[:10<<10])
 	checkBounds(t, r, 1, 10<<10)
 	checkHeld(t, r, ref, 1)
@@ -134,7 +134,7 @@ func TestAppendAndWrap(t *testing.T) {
 
 func TestAppendLargerThanSize(t *testing.T) {
 	ref := stream(2, 200<<10)
-	r := NewRing(MinSize, 1)
+	r := newRing(MinSize, 1)
 	r.Append(ref[:5])
 	r.Append(ref[5 : 100<<10])
 	checkBounds(t, r, 100<<10-MinSize+1, 100<<10)
@@ -147,7 +147,7 @@ func TestAppendLargerThanSize(t *testing.T) {
 	checkHeld(t, r, ref, 1)
 
 	// Into an empty ring that does not start at 1, larger than a chunk.
-	r = NewRing(100<<10, 5001)
+	r = newRing(100<<10, 5001)
 	r.Append(ref)
 	checkBounds(t, r, 5000+int64(len(ref))-100<<10+1, 5000+int64(len(ref)))
 	checkHeld(t, r, ref, 5001)
@@ -155,7 +155,7 @@ func TestAppendLargerThanSize(t *testing.T) {
 
 func TestManySmallAppends(t *testing.T) {
 	ref := stream(3, 300<<10)
-	r := NewRing(64<<10, 1)
+	r := newRing(64<<10, 1)
 	rng := rand.New(rand.NewPCG(3, 3))
 	for off := 0; off < len(ref); {
 		k := min(1+rng.IntN(7), len(ref)-off)
@@ -174,7 +174,7 @@ func TestManySmallAppends(t *testing.T) {
 func TestLazyGrowth(t *testing.T) {
 	const size, bsize = 1_000_000, 64 << 10 // size is not a whole number of blocks
 	ref := stream(4, 3*size)
-	r := newRing(size, 1, bsize)
+	r := newRingBlocks(size, 1, bsize)
 	if r.Mem() != 0 {
 		t.Fatalf("Mem() = %d before any append, want 0", r.Mem())
 	}
@@ -209,7 +209,7 @@ func TestLazyGrowth(t *testing.T) {
 
 func TestResizeDown(t *testing.T) {
 	ref := stream(5, 2<<20)
-	r := NewRing(1<<20, 1)
+	r := newRing(1<<20, 1)
 	r.Append(ref[:800<<10])
 	r.Resize(100 << 10)
 	checkBounds(t, r, 700<<10+1, 800<<10)
@@ -225,7 +225,7 @@ func TestResizeDown(t *testing.T) {
 	checkHeld(t, r, ref, 1)
 
 	// Fewer bytes held than the new size: nothing is evicted.
-	r = NewRing(1<<20, 1)
+	r = newRing(1<<20, 1)
 	r.Append(ref[:300<<10])
 	r.Resize(500 << 10)
 	checkBounds(t, r, 1, 300<<10)
@@ -238,7 +238,7 @@ func TestResizeDown(t *testing.T) {
 	checkHeld(t, r, ref, 1)
 
 	// Storage in one block: only First moves.
-	r = NewRing(1<<20, 1)
+	r = newRing(1<<20, 1)
 	r.Append(ref[:40<<10])
 	r.Resize(30 << 10)
 	checkBounds(t, r, 10<<10+1, 40<<10)
@@ -247,7 +247,7 @@ func TestResizeDown(t *testing.T) {
 
 func TestResizeUp(t *testing.T) {
 	ref := stream(6, 2<<20)
-	r := NewRing(64<<10, 1)
+	r := newRing(64<<10, 1)
 	r.Append(ref[:200<<10])
 	r.Resize(1 << 20)
 	checkBounds(t, r, 136<<10+1, 200<<10)
@@ -263,7 +263,7 @@ func TestResizeUp(t *testing.T) {
 }
 
 func TestClose(t *testing.T) {
-	r := NewRing(MinSize, 1)
+	r := newRing(MinSize, 1)
 	r.Append([]byte("hello"))
 	r.Close()
 	r.Close() // idempotent
@@ -274,8 +274,8 @@ func TestClose(t *testing.T) {
 	if err := r.Wait(context.Background(), 1); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Wait after Close = %v, want ErrClosed", err)
 	}
-	if _, err := r.NewCursor(1); !errors.Is(err, ErrClosed) {
-		t.Fatalf("NewCursor after Close = %v, want ErrClosed", err)
+	if _, err := r.newCursor(1); !errors.Is(err, ErrClosed) {
+		t.Fatalf("newCursor after Close = %v, want ErrClosed", err)
 	}
 	r.Append([]byte("more"))
 	r.Resize(1 << 20)
@@ -286,7 +286,7 @@ func TestClose(t *testing.T) {
 }
 
 // waitAsync runs r.Wait in a goroutine owned by the test and returns its result channel.
-func waitAsync(t *testing.T, r *Ring, ctx context.Context, off int64) <-chan error {
+func waitAsync(t *testing.T, r *ring, ctx context.Context, off int64) <-chan error {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- r.Wait(ctx, off) }()
@@ -312,7 +312,7 @@ func result(t *testing.T, done <-chan error) error {
 
 func TestWait(t *testing.T) {
 	ctx := context.Background()
-	r := NewRing(MinSize, 1)
+	r := newRing(MinSize, 1)
 	done := waitAsync(t, r, ctx, 3)
 	r.Append([]byte("ab")) // not yet byte 3
 	select {
@@ -334,7 +334,7 @@ func TestWait(t *testing.T) {
 }
 
 func TestWaitCancel(t *testing.T) {
-	r := NewRing(MinSize, 1)
+	r := newRing(MinSize, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := waitAsync(t, r, ctx, 1)
 	cancel()
@@ -349,7 +349,7 @@ func TestWaitCancel(t *testing.T) {
 }
 
 func TestWaitClose(t *testing.T) {
-	r := NewRing(MinSize, 1)
+	r := newRing(MinSize, 1)
 	var waits []<-chan error
 	for off := int64(1); off <= 5; off++ {
 		waits = append(waits, waitAsync(t, r, context.Background(), off))
@@ -363,7 +363,7 @@ func TestWaitClose(t *testing.T) {
 }
 
 func TestAppendAllocatesNothing(t *testing.T) {
-	r := NewRing(MinSize, 1)
+	r := newRing(MinSize, 1)
 	p := make([]byte, 1000)
 	r.Append(make([]byte, MinSize)) // storage fully grown
 	if a := testing.AllocsPerRun(1000, func() { r.Append(p) }); a != 0 {

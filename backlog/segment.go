@@ -118,7 +118,7 @@ func parseTrailer(b []byte) (int64, bool) {
 // makes lexical order numeric order, which keeps directory listings readable.
 func segName(start int64) string { return fmt.Sprintf("%020d", start) }
 
-// segment is one pair of files. start never changes. Readers find segments in Disk.segs and
+// segment is one pair of files. start never changes. Readers find segments in disk.segs and
 // read the data file through a descriptor shared by all of them, opened on the first acquire
 // and closed when the last reader releases it, so idle segments hold no descriptor however
 // many there are.
@@ -135,7 +135,7 @@ type segment struct {
 	// began is when the segment's first byte was stored, as far as known: set when the writer
 	// creates it; at recovery, the sealing time of the segment before it (zero for the oldest
 	// recovered one, whose start time no file records). Set before the segment is published
-	// in Disk.segs and never changed, so segMu readers may read it.
+	// in disk.segs and never changed, so segMu readers may read it.
 	began time.Time
 
 	mu   sync.Mutex
@@ -149,7 +149,7 @@ func newSegment(dir string, start int64) *segment {
 }
 
 // acquire returns the shared read descriptor, opening it if needed, and counts a reference.
-// errGone means the segment was deleted (its bytes are trimmed) or the Disk was closed.
+// errGone means the segment was deleted (its bytes are trimmed) or the disk was closed.
 func (s *segment) acquire() (*os.File, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -205,7 +205,7 @@ var errGone = errors.New("backlog: segment deleted")
 
 // segWriter is the active segment's write side. The sizes are what is stored and valid
 // (published, or about to be once the append succeeds); bytes past them are partial writes
-// that a repair cuts. Only wmu holders use the sizes; closed is guarded by Disk.syncMu,
+// that a repair cuts. Only wmu holders use the sizes; closed is guarded by disk.syncMu,
 // which also covers every Sync and Close of the two files.
 type segWriter struct {
 	data, idx         *os.File

@@ -15,7 +15,7 @@ import (
 // bytes sit where they will stay once published.
 
 // ErrStageFull is returned by Stage, which then reads nothing, when the bytes staged fill
-// the room for them (Size for a Ring, the 1 MiB read buffer for a Disk): publish some first.
+// the room for them (Size for a ring, the 1 MiB read buffer for a disk): publish some first.
 var ErrStageFull = errors.New("backlog: no room to stage more bytes")
 
 // Stage reads once from rd straight into the storage after End and the bytes already staged,
@@ -24,7 +24,7 @@ var ErrStageFull = errors.New("backlog: no room to stage more bytes")
 // Append or AppendFrom, and rd's error. One read takes at most the rest of the current block
 // and never makes the bytes staged exceed Size (ErrStageFull when they are at Size). Only the
 // writer may call it. After Close it returns ErrClosed.
-func (r *Ring) Stage(rd io.Reader) ([]byte, error) {
+func (r *ring) Stage(rd io.Reader) ([]byte, error) {
 	r.wmu.Lock()
 	if r.closed.Load() {
 		r.wmu.Unlock()
@@ -58,7 +58,7 @@ func (r *Ring) Stage(rd io.Reader) ([]byte, error) {
 // the ring evicts as Append does. end must be within [End, End+Staged]. It returns the bytes
 // just published as one slice of the storage, valid like Stage's, or nil when they span two
 // blocks (or nothing was published). The error is ErrClosed after Close, or a range error.
-func (r *Ring) Publish(end int64) ([]byte, error) {
+func (r *ring) Publish(end int64) ([]byte, error) {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
 	if r.closed.Load() {
@@ -82,14 +82,14 @@ func (r *Ring) Publish(end int64) ([]byte, error) {
 }
 
 // Staged returns the number of bytes staged and not yet published.
-func (r *Ring) Staged() int64 {
+func (r *ring) Staged() int64 {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
 	return r.staged
 }
 
 // DropStaged forgets the bytes staged: the next Stage or Append writes at End+1 again.
-func (r *Ring) DropStaged() {
+func (r *ring) DropStaged() {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
 	if r.closed.Load() || r.staged == 0 {
@@ -105,12 +105,12 @@ func (r *Ring) DropStaged() {
 	r.mu.Unlock()
 }
 
-// Stage is Ring.Stage for a Disk: it reads once into the Disk's read buffer after the bytes
+// Stage is ring.Stage for a disk: it reads once into the disk's read buffer after the bytes
 // staged there, which Publish then stores (segment files first, then the RAM tail). The
 // bytes returned are valid until the next Stage or AppendFrom. It returns ErrStageFull when
-// the buffer (1 MiB) is full of staged bytes, ErrClosed, or ErrNoHistory. Append and
+// the buffer (1 MiB) is full of staged bytes, ErrClosed, or errNoHistory. Append and
 // AppendFrom store any staged bytes before their own.
-func (d *Disk) Stage(rd io.Reader) ([]byte, error) {
+func (d *disk) Stage(rd io.Reader) ([]byte, error) {
 	d.wmu.Lock()
 	switch {
 	case d.closed.Load():
@@ -118,7 +118,7 @@ func (d *Disk) Stage(rd io.Reader) ([]byte, error) {
 		return nil, ErrClosed
 	case !d.history:
 		d.wmu.Unlock()
-		return nil, ErrNoHistory
+		return nil, errNoHistory
 	}
 	if d.rbuf == nil {
 		d.rbuf = make([]byte, readSize)
@@ -150,7 +150,7 @@ func (d *Disk) Stage(rd io.Reader) ([]byte, error) {
 // Publish stores the bytes staged up to offset end and makes them visible, as Append does:
 // all of them or none, and on error (ErrStorage) they stay staged so the caller can retry.
 // It returns the bytes published, valid until the next Stage.
-func (d *Disk) Publish(end int64) ([]byte, error) {
+func (d *disk) Publish(end int64) ([]byte, error) {
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
 	start := d.ring.End() + 1
@@ -162,7 +162,7 @@ func (d *Disk) Publish(end int64) ([]byte, error) {
 }
 
 // publishLocked stores the first n staged bytes; see Publish. The caller holds wmu.
-func (d *Disk) publishLocked(n int) ([]byte, error) {
+func (d *disk) publishLocked(n int) ([]byte, error) {
 	if n == 0 {
 		return nil, nil
 	}
@@ -178,19 +178,19 @@ func (d *Disk) publishLocked(n int) ([]byte, error) {
 }
 
 // publishStagedLocked stores every staged byte. The caller holds wmu.
-func (d *Disk) publishStagedLocked() ([]byte, error) {
+func (d *disk) publishStagedLocked() ([]byte, error) {
 	return d.publishLocked(d.sTail - d.sHead)
 }
 
 // Staged returns the number of bytes staged and not yet published.
-func (d *Disk) Staged() int64 {
+func (d *disk) Staged() int64 {
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
 	return int64(d.sTail - d.sHead)
 }
 
 // DropStaged forgets the bytes staged.
-func (d *Disk) DropStaged() {
+func (d *disk) DropStaged() {
 	d.wmu.Lock()
 	d.sHead, d.sTail, d.stagedErr = 0, 0, nil
 	d.wmu.Unlock()

@@ -35,7 +35,7 @@ func TestStagePublish(t *testing.T) {
 		name string
 		open func(t *testing.T) Backlog
 	}{
-		{"ring", func(t *testing.T) Backlog { return newRing(64<<10, 1, 4096) }},
+		{"ring", func(t *testing.T) Backlog { return newRingBlocks(64<<10, 1, 4096) }},
 		{"disk", func(t *testing.T) Backlog { return newHistory(t, t.TempDir(), testOpts(newTestLog(t)), 1) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -113,7 +113,7 @@ func TestStagePublish(t *testing.T) {
 
 // A waiter wakes when bytes are published, not when they are staged.
 func TestStageWakesOnPublish(t *testing.T) {
-	r := NewRing(1<<20, 1)
+	r := newRing(1<<20, 1)
 	woke := make(chan error, 1)
 	go func() { woke <- r.Wait(context.Background(), 1) }()
 	if _, err := r.Stage(bytes.NewReader([]byte("*1\r\n$4\r\nping"))); err != nil {
@@ -134,7 +134,7 @@ func TestStageWakesOnPublish(t *testing.T) {
 
 // A ring stages at most Size bytes; then Stage reads nothing until some are published.
 func TestStageFull(t *testing.T) {
-	r := newRing(MinSize, 1, 4096)
+	r := newRingBlocks(MinSize, 1, 4096)
 	zeros := bytes.NewReader(make([]byte, 2*MinSize))
 	for r.Staged() < MinSize {
 		if _, err := r.Stage(zeros); err != nil {

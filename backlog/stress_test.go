@@ -42,7 +42,7 @@ func TestConcurrentCursors(t *testing.T) {
 func testConcurrentCursors(t *testing.T, size, bsize int64, total int) {
 	const fast = 8
 	ref := stream(20, total)
-	r := newRing(size, 1, bsize)
+	r := newRingBlocks(size, 1, bsize)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
@@ -51,7 +51,7 @@ func testConcurrentCursors(t *testing.T, size, bsize int64, total int) {
 	var wg sync.WaitGroup
 
 	for i := range fast {
-		c, _ := r.NewCursor(1)
+		c, _ := r.newCursor(1)
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(uint64(i), 1))
 			p := make([]byte, 128<<10)
@@ -71,7 +71,7 @@ func testConcurrentCursors(t *testing.T, size, bsize int64, total int) {
 		})
 	}
 
-	slow, _ := r.NewCursor(1)
+	slow, _ := r.newCursor(1)
 	wg.Go(func() {
 		p := make([]byte, 1<<10)
 		for {
@@ -158,7 +158,7 @@ func minProgress(progress []atomic.Int64) int64 {
 
 // checkBoundsLoop checks Bounds until done: each pair is consistent, no larger than maxSize,
 // and neither bound ever moves back.
-func checkBoundsLoop(t *testing.T, r *Ring, done *atomic.Bool, maxSize int64) {
+func checkBoundsLoop(t *testing.T, r *ring, done *atomic.Bool, maxSize int64) {
 	var lastFirst, lastEnd int64
 	for !done.Load() {
 		first, end := r.Bounds()
@@ -193,7 +193,7 @@ func TestResizeConcurrent(t *testing.T) {
 
 func testResizeConcurrent(t *testing.T, maxSize, bsize int64, total int, minResizes int64) {
 	ref := stream(30, int(2*maxSize+1))
-	r := newRing(maxSize, 1, bsize)
+	r := newRingBlocks(maxSize, 1, bsize)
 	var done atomic.Bool
 	var resizes atomic.Int64
 	var wg sync.WaitGroup

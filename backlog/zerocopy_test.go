@@ -40,7 +40,7 @@ func TestAppendFromSequence(t *testing.T) {
 	} {
 		ref := stream(60, 8<<20)
 		rng := rand.New(rand.NewPCG(60, uint64(tc.bsize)))
-		r := newRing(tc.size, 1, tc.bsize)
+		r := newRingBlocks(tc.size, 1, tc.bsize)
 		src := &chunkReader{src: ref, rng: rng, max: 200 << 10}
 		off := 0
 		for off < len(ref) {
@@ -91,7 +91,7 @@ func (b *blockingReader) Read(p []byte) (int, error) {
 // TestAppendFromDoesNotBlockMutators checks that Resize and Close proceed while AppendFrom
 // waits for its reader, and that what the read brings after Close is dropped.
 func TestAppendFromDoesNotBlockMutators(t *testing.T) {
-	r := NewRing(1<<20, 1)
+	r := newRing(1<<20, 1)
 	ref := stream(61, 300<<10)
 	r.Append(ref[:200<<10])
 	br := &blockingReader{started: make(chan struct{}), release: make(chan struct{}), b: ref[200<<10:]}
@@ -131,8 +131,8 @@ func TestAppendFromDoesNotBlockMutators(t *testing.T) {
 func TestWriteToSequence(t *testing.T) {
 	ref := stream(62, 6<<20)
 	rng := rand.New(rand.NewPCG(62, 62))
-	r := newRing(512<<10, 1, 64<<10)
-	c, _ := r.NewCursor(1)
+	r := newRingBlocks(512<<10, 1, 64<<10)
+	c, _ := r.newCursor(1)
 	var got bytes.Buffer
 	ctx := context.Background()
 	for off := 0; off < len(ref); {
@@ -171,9 +171,9 @@ func (h *hookWriter) Write(p []byte) (int, error) {
 func TestWriteToPinned(t *testing.T) {
 	const size, bsize = 64 << 10, 4096
 	ref := stream(63, 2<<20)
-	r := newRing(size, 1, bsize)
+	r := newRingBlocks(size, 1, bsize)
 	r.Append(ref[:size])
-	c, _ := r.NewCursor(1)
+	c, _ := r.newCursor(1)
 	h := &hookWriter{during: func() {
 		for off := size; off < len(ref); off += 1000 {
 			r.Append(ref[off:min(off+1000, len(ref))])
@@ -201,13 +201,13 @@ func TestWriteToConcurrent(t *testing.T) {
 		total /= 8
 	}
 	ref := stream(64, total)
-	r := newRing(256<<10, 1, 16<<10)
+	r := newRingBlocks(256<<10, 1, 16<<10)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var wg sync.WaitGroup
 	progress := make([]atomic.Int64, 4) // next offset of each fast cursor
 	for i := range 4 {
-		c, _ := r.NewCursor(1)
+		c, _ := r.newCursor(1)
 		progress[i].Store(1)
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(uint64(i), 64))
@@ -226,7 +226,7 @@ func TestWriteToConcurrent(t *testing.T) {
 			}
 		})
 	}
-	slow, _ := r.NewCursor(1)
+	slow, _ := r.newCursor(1)
 	wg.Go(func() {
 		w := checkWriter{ref: ref, delay: time.Millisecond}
 		for {
@@ -282,10 +282,10 @@ func (w *checkWriter) Write(p []byte) (int, error) {
 // TestZeroCopyAllocatesNothing checks the hot path's steady state: AppendFrom into a full
 // ring and WriteTo from it allocate nothing.
 func TestZeroCopyAllocatesNothing(t *testing.T) {
-	r := newRing(1<<20, 1, 64<<10)
+	r := newRingBlocks(1<<20, 1, 64<<10)
 	src := bytes.NewReader(nil)
 	piece := make([]byte, 16<<10)
-	c, _ := r.NewCursor(1)
+	c, _ := r.newCursor(1)
 	ctx := context.Background()
 	step := func() {
 		src.Reset(piece)
