@@ -240,7 +240,7 @@ func (p *Port) infoBacklog(b *strings.Builder) {
 	st := h.Status().Storage
 	field(b, "backlog_fsync", opt.Fsync.String())
 	age := int64(-1)
-	if st.HasOldestAge {
+	if st.OldestAgeOK {
 		age = int64(st.OldestAge.Seconds())
 	}
 	lastErr := ""

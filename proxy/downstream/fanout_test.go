@@ -3,6 +3,7 @@ package downstream
 import (
 	"io"
 	"net"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -32,18 +33,17 @@ func tcpPair(t *testing.T) (a, b net.Conn) {
 // this ring at exactly the appended bytes' offset gets them, and its cursor moves past them.
 func TestFanOut(t *testing.T) {
 	s := &Sessions{}
-	ring := backlog.NewRing(1<<20, 1)
-	other := backlog.NewRing(1<<20, 1)
-	ring.Append([]byte("hello"))
-	other.Append([]byte("hello"))
+	ring, other := memoryBacklog(t), memoryBacklog(t)
+	appendBytes(t, ring, "hello")
+	appendBytes(t, other, "hello")
 
-	mk := func(rg *backlog.Ring, off int64, idle bool) (*session, net.Conn) {
+	mk := func(rg backlog.Backlog, off int64, idle bool) (*session, net.Conn) {
 		a, b := tcpPair(t)
 		raw, err := a.(syscall.Conn).SyscallConn()
 		if err != nil {
 			t.Fatal(err)
 		}
-		cur, err := rg.NewCursor(off)
+		cur, err := rg.Cursor(off)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -57,7 +57,7 @@ func TestFanOut(t *testing.T) {
 	behind, _ := mk(ring, 3, true)
 	elsewhere, _ := mk(other, 6, true)
 
-	ring.Append([]byte(" world"))
+	appendBytes(t, ring, " world")
 	s.FanOut(ring, 6, []byte(" world"))
 
 	got := make([]byte, 6)
@@ -80,13 +80,39 @@ func TestFanOut(t *testing.T) {
 
 // TestCursorSkipBounds checks that an inline write can never move a cursor past End()+1.
 func TestCursorSkipBounds(t *testing.T) {
-	ring := backlog.NewRing(1<<20, 1)
-	ring.Append([]byte("abc"))
-	cur, _ := ring.NewCursor(2)
+	ring := memoryBacklog(t)
+	appendBytes(t, ring, "abc")
+	cur, _ := ring.Cursor(2)
 	if err := cur.Skip(3); err == nil {
 		t.Fatal("Skip past End()+1 succeeded")
 	}
 	if err := cur.Skip(2); err != nil || cur.Offset() != 4 {
 		t.Fatalf("Skip(2) = %v, offset %d", err, cur.Offset())
+	}
+}
+
+// memoryBacklog is a RAM backlog starting at offset 1.
+func memoryBacklog(t *testing.T) backlog.Backlog {
+	t.Helper()
+	st, _, err := backlog.Open(backlog.Options{Size: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	b, err := st.Start("", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// appendBytes stores s and publishes it, as the master link does.
+func appendBytes(t *testing.T, b backlog.Backlog, s string) {
+	t.Helper()
+	if _, err := b.Stage(strings.NewReader(s)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Publish(b.End() + b.Staged()); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -54,7 +54,7 @@ func (h *History) Grant(d Pending) (Grant, error) {
 	var err error
 	switch d.Kind {
 	case Continue, FullSync:
-		if g.Cursor, err = cursorAt(h.bl, d.From); err != nil {
+		if g.Cursor, err = h.bl.Cursor(d.From); err != nil {
 			return g, err
 		}
 	case PassThrough:
@@ -85,7 +85,7 @@ func (h *History) CursorAfter(replid string, off int64) (backlog.StreamCursor, u
 	if !strings.EqualFold(h.replid, replid) || h.bl == nil {
 		return nil, h.gen, ErrChanged
 	}
-	cur, err := cursorAt(h.bl, off+1)
+	cur, err := h.bl.Cursor(off + 1)
 	return cur, h.gen, err
 }
 

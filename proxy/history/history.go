@@ -61,7 +61,7 @@ type History struct {
 	// bl and snap change together (one epoch); replid is "" until the first full sync.
 	replid, replid2 string
 	secondOff       int64
-	store           *backlogStore
+	store           *backlog.Store
 	bl              backlog.Backlog // the current history's backlog; nil when there is none
 	snap            *Snapshot       // nil when no valid snapshot of this history is cached
 	arriving        *Arriving       // the snapshot the master link is receiving, once its payload started
@@ -87,11 +87,11 @@ func Open(opt Options) (*History, error) {
 	if err != nil {
 		h.log.Warnf("Ignoring the snapshot in %s: %v", opt.Dir, err)
 	}
-	mode := modeMemory
+	mode := backlog.Memory
 	if opt.Disk {
-		mode = modeDisk
+		mode = backlog.Disk
 	}
-	store, rec, err := openStore(storeOptions{Mode: mode, Dir: opt.Dir, Size: opt.BacklogSize, TTL: opt.BacklogTTL,
+	store, rec, err := backlog.Open(backlog.Options{Mode: mode, Dir: opt.Dir, Size: opt.BacklogSize, TTL: opt.BacklogTTL,
 		Fsync: opt.Fsync, RAMTail: opt.RAMTail, Logf: h.log.Infof})
 	if err != nil {
 		return nil, fmt.Errorf("opening the disk backlog in %s: %w", opt.Dir, err)
@@ -107,7 +107,7 @@ func Open(opt Options) (*History, error) {
 // restore resumes the history the disk backlog recovered when the snapshot belongs to it.
 // Otherwise it starts a new history at the snapshot, or none when there is no snapshot: the
 // first sync upstream is then full.
-func (h *History) restore(snap *Snapshot, rec storeRecovery) error {
+func (h *History) restore(snap *Snapshot, rec backlog.Recovery) error {
 	why := ""
 	switch {
 	case rec.Backlog == nil && !rec.HasState && rec.Segments == 0:
@@ -120,7 +120,7 @@ func (h *History) restore(snap *Snapshot, rec storeRecovery) error {
 		// A history without a snapshot could resume upstream, but could not serve a full
 		// sync until a refresh; keep the simple rule that the pair is restored together.
 		why = "no snapshot to go with it"
-	case !snapshotInHistory(snap, rec.Recovery):
+	case !snapshotInHistory(snap, rec):
 		why = fmt.Sprintf("the snapshot %s:%d belongs to another history (backlog %s, started as %s)",
 			snap.Replid, snap.Offset, rec.State.Replid, rec.EpochReplid)
 	}

@@ -24,7 +24,7 @@ import (
 // set, fails every Publish with a storage error, as a Disk with a full disk does (the bytes
 // stay staged for the next call).
 type failingBacklog struct {
-	*backlog.Ring
+	backlog.Backlog
 	failing atomic.Bool
 	synced  atomic.Int64
 	calls   atomic.Int64
@@ -35,7 +35,7 @@ func (f *failingBacklog) Publish(end int64) ([]byte, error) {
 		f.calls.Add(1)
 		return nil, fmt.Errorf("%w: write segment: no space left on device", backlog.ErrStorage)
 	}
-	return f.Ring.Publish(end)
+	return f.Backlog.Publish(end)
 }
 
 func (f *failingBacklog) Synced() int64 { return f.synced.Load() }
@@ -67,7 +67,7 @@ func TestUpstreamStorageError(t *testing.T) {
 	log := zaptest.NewLogger(t).Sugar()
 	l := NewLink(Config{Log: log, Timeout: func() time.Duration { return time.Minute }})
 	l.scan = resp.NewScanner(1, streamLimits())
-	fb := &failingBacklog{Ring: backlog.NewRing(1<<20, 1)}
+	fb := &failingBacklog{Backlog: memoryBacklog(t, 1)}
 	master, proxySide := tcpPair(t)
 	master.SetReadDeadline(time.Now().Add(time.Minute)) // a hang fails instead of stalling the suite
 	s := newSession(conn.New(proxySide), log, resp.DefaultLimits())
@@ -133,4 +133,19 @@ func tcpPair(t *testing.T) (a, b net.Conn) {
 	}
 	t.Cleanup(func() { a.Close(); b.Close() })
 	return a, b
+}
+
+// memoryBacklog is a RAM backlog whose first byte is next.
+func memoryBacklog(t *testing.T, next int64) backlog.Backlog {
+	t.Helper()
+	st, _, err := backlog.Open(backlog.Options{Size: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	b, err := st.Start("", next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

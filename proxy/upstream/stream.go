@@ -205,7 +205,7 @@ func (w progressWriter) Write(b []byte) (int, error) {
 func (l *Link) stream(ctx context.Context, s *session, bl backlog.Backlog) error {
 	l.setState(StateConnected)
 	// Invariant 7: acknowledge only what the fsync policy has made durable.
-	ack := &acker{s: s, synced: func() int64 { return history.SyncedOf(bl) }}
+	ack := &acker{s: s, synced: bl.Synced}
 	stopTicker := ack.tick()
 	defer stopTicker()
 
