@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/psync-proxy/psync-proxy/backlog"
+	"github.com/psync-proxy/psync-proxy/internal/redisconf"
 	"github.com/psync-proxy/psync-proxy/proxy"
 )
 
@@ -40,7 +41,7 @@ type options struct {
 	backlogMode, backlogFsync       string
 	backlogTTL                      int
 	backlogRAMTail                  string
-	logLevel, logFormat             string
+	logLevel, logFormat, logFile    string
 	version                         bool
 	// client limits
 	maxClients                     int
@@ -54,16 +55,51 @@ type options struct {
 	tlsCert, tlsKey, tlsCA         string
 	tlsClientCert, tlsClientKey    string
 	tlsAuthClients, tlsReplication string
+
+	// The config file (conffile.go): the line that set each flag, for errors found later, and
+	// warnings to log once logging is up.
+	confFile string
+	origin   map[string]redisconf.Directive
+	warnings []string
 }
 
+// parse reads the command line: an optional config file, then flags, which win over it.
 func parse(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
+	fs := o.flagSet(stderr)
+	file, args := confFileArg(args)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if file != "" && !o.version {
+		if err := o.loadConfFile(fs, file); err != nil {
+			return nil, err
+		}
+	}
+	// Secrets from the environment keep them out of ps output.
+	if o.masterAuth == "" {
+		o.masterAuth = os.Getenv("PSYNC_PROXY_MASTERAUTH")
+	}
+	if o.reqPass == "" {
+		o.reqPass = os.Getenv("PSYNC_PROXY_REQUIREPASS")
+	}
+	return o, nil
+}
+
+// flagSet defines the flags. Every flag but --version is also a config file directive
+// (conffile.go), which reads the value's kind from the usage: the name in backquotes
+// (`size`, `yes|no`, `memory|disk`) and "(repeatable)".
+func (o *options) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("psync-proxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: psync-proxy --master HOST:PORT [options]\n\n"+
+		fmt.Fprintf(stderr, "Usage: psync-proxy [/path/to/psync-proxy.conf] [options]\n\n"+
 			"Relays a Redis master's replication stream to stock replicas: they PSYNC from the\n"+
-			"proxy's backlog and full-sync from its cached snapshot.\n\nOptions:\n")
+			"proxy's backlog and full-sync from its cached snapshot. Options on the command line\n"+
+			"win over the config file's (see docs/psync-proxy.conf for its directives).\n\nOptions:\n")
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&o.master, "master", "", "the master to replicate, `host:port` (required)")
@@ -89,7 +125,8 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.queryBufLimit, "client-query-buffer-limit", "1mb", "most bytes of one command (`size`); a client past it is closed")
 	fs.IntVar(&o.timeout, "timeout", 0, "close a client (not a replica) idle for this many `seconds` (0: never)")
 	fs.IntVar(&o.handshakeTimeout, "handshake-timeout", int(proxy.DefaultHandshakeTimeout/time.Second), "close a connection that has not sent a command, authenticated when --requirepass or --user is set, within this many `seconds` (0: never)")
-	fs.StringVar(&o.logLevel, "log-level", "info", "`level`: debug, info, warn or error")
+	fs.StringVar(&o.logLevel, "log-level", "info", "`level`: debug, info, warn or error, or Redis's debug, verbose, notice, warning or nothing")
+	fs.StringVar(&o.logFile, "logfile", "", "`file` to append the log to (\"\": standard error)")
 	fs.StringVar(&o.logFormat, "log-format", "console", "`format`: console or json")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.Func("user", "an ACL-style `name:password:perms` user (repeatable); perms: replication, noreplication, admin, comma-separated (also $PSYNC_PROXY_USERS, one a line)", func(v string) error {
@@ -105,20 +142,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.tlsClientKey, "tls-client-key-file", "", "`file`: the private key of --tls-client-cert-file")
 	fs.StringVar(&o.tlsAuthClients, "tls-auth-clients", "yes", "`yes|no|optional`: whether TLS clients must present a certificate signed by --tls-ca-cert-file")
 	fs.StringVar(&o.tlsReplication, "tls-replication", "no", "`yes|no`: connect to the master with TLS")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	// Secrets from the environment keep them out of ps output.
-	if o.masterAuth == "" {
-		o.masterAuth = os.Getenv("PSYNC_PROXY_MASTERAUTH")
-	}
-	if o.reqPass == "" {
-		o.reqPass = os.Getenv("PSYNC_PROXY_REQUIREPASS")
-	}
-	return o, nil
+	return fs
 }
 
 // userList gathers --user, --users-file and $PSYNC_PROXY_USERS.
@@ -178,8 +202,8 @@ func (o *options) listenAddrs() (plain, secure string, err error) {
 	return plain, secure, nil
 }
 
-func newLogger(level, format string) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(level)
+func newLogger(level, format, file string) (*zap.Logger, error) {
+	lvl, err := parseLogLevel(level)
 	if err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
@@ -198,6 +222,11 @@ func newLogger(level, format string) (*zap.Logger, error) {
 	}
 	cfg.Level = zap.NewAtomicLevelAt(lvl)
 	cfg.Sampling = nil
+	if file != "" {
+		if err := logTo(&cfg, file); err != nil {
+			return nil, fmt.Errorf("--logfile: %w", err)
+		}
+	}
 	return cfg.Build()
 }
 
@@ -207,8 +236,7 @@ func run(args []string, stderr io.Writer) int {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "psync-proxy:", err)
-		return 2
+		return reportOptionsError(stderr, err)
 	}
 	if o.version {
 		fmt.Fprintln(stderr, "psync-proxy", proxy.Version)
@@ -216,15 +244,16 @@ func run(args []string, stderr io.Writer) int {
 	}
 	cfg, err := o.config()
 	if err != nil {
-		fmt.Fprintln(stderr, "psync-proxy:", err)
-		return 2
+		return reportOptionsError(stderr, o.fileError(err))
 	}
-	log, err := newLogger(o.logLevel, o.logFormat)
+	log, err := newLogger(o.logLevel, o.logFormat, o.logFile)
 	if err != nil {
-		fmt.Fprintln(stderr, "psync-proxy:", err)
-		return 2
+		return reportOptionsError(stderr, o.fileError(err))
 	}
 	defer log.Sync()
+	for _, w := range o.warnings {
+		log.Warn(w)
+	}
 	cfg.Logger = log
 	cfg.MaxClients = adjustOpenFilesLimit(cfg.MaxClients, log.Sugar())
 	plain, secure, err := listen(o)
