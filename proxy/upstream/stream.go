@@ -257,10 +257,13 @@ func (l *Link) consume(ctx context.Context, bl backlog.Backlog, chunk []byte, ac
 			}
 		})
 	}
-	// Up to the last whole command; everything read when boundaries are unknown.
-	end := bl.End() + bl.Staged()
+	// Up to the last whole command; everything read when boundaries are unknown. (Staged
+	// takes the backlog's lock: not asked per chunk when boundaries are known.)
+	var end int64
 	if l.scanErr == nil {
 		end = max(l.scan.Boundary(), bl.End())
+	} else {
+		end = bl.End() + bl.Staged()
 	}
 	if err := l.publish(ctx, bl, end, ack); err != nil {
 		return err
