@@ -8,8 +8,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/psync-proxy/psync-proxy/internal/redistest"
 	tresp "github.com/tidwall/resp"
+
+	"github.com/psync-proxy/psync-proxy/internal/redistest"
 )
 
 const (

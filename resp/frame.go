@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strconv"
 
 	tresp "github.com/tidwall/resp"
 )
@@ -318,4 +319,20 @@ func skipNewlines(br *bufio.Reader, onNewline func()) error {
 			onNewline()
 		}
 	}
+}
+
+// AppendCommand appends args as a command: a RESP array of bulk strings, as a client or a
+// replica sends it.
+func AppendCommand(b []byte, args ...string) []byte {
+	b = append(b, '*')
+	b = strconv.AppendInt(b, int64(len(args)), 10)
+	b = append(b, '\r', '\n')
+	for _, a := range args {
+		b = append(b, '$')
+		b = strconv.AppendInt(b, int64(len(a)), 10)
+		b = append(b, '\r', '\n')
+		b = append(b, a...)
+		b = append(b, '\r', '\n')
+	}
+	return b
 }

@@ -4,11 +4,11 @@ import (
 	"bufio"
 	"io"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/tidwall/redcon"
 	tresp "github.com/tidwall/resp"
 )
 
@@ -22,17 +22,12 @@ type ReplyError string
 
 func (e ReplyError) Error() string { return string(e) }
 
-// appendCommand appends args as a RESP array of bulk strings.
-func appendCommand(b []byte, args []string) []byte {
-	b = append(b, '*')
-	b = strconv.AppendInt(b, int64(len(args)), 10)
-	b = append(b, '\r', '\n')
+// appendCommand appends args as a RESP array of bulk strings. (redistest cannot import resp,
+// whose own tests run servers through it.)
+func appendCommand(b []byte, args ...string) []byte {
+	b = redcon.AppendArray(b, len(args))
 	for _, a := range args {
-		b = append(b, '$')
-		b = strconv.AppendInt(b, int64(len(a)), 10)
-		b = append(b, '\r', '\n')
-		b = append(b, a...)
-		b = append(b, '\r', '\n')
+		b = redcon.AppendBulkString(b, a)
 	}
 	return b
 }
@@ -98,7 +93,7 @@ func (c *Client) armRead() { _ = c.conn.SetReadDeadline(c.deadline()) }
 func (c *Client) Send(args ...string) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.buf = appendCommand(c.buf[:0], args)
+	c.buf = appendCommand(c.buf[:0], args...)
 	return c.writeLocked(c.buf)
 }
 

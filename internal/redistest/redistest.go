@@ -101,3 +101,21 @@ func countLines(text string, phrases []string) int {
 	}
 	return n
 }
+
+// TCPPair returns the two ends of a loopback TCP connection, closed by t.Cleanup.
+func TCPPair(t TB) (a, b net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("redistest: listen: %v", err)
+	}
+	defer ln.Close()
+	if a, err = net.Dial("tcp", ln.Addr().String()); err != nil {
+		t.Fatalf("redistest: dial: %v", err)
+	}
+	if b, err = ln.Accept(); err != nil {
+		t.Fatalf("redistest: accept: %v", err)
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}

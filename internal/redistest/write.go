@@ -102,7 +102,7 @@ func WriteBytes(t TB, s *Server, n int64) {
 	defer c.Close() // runs on Fatal too (runtime.Goexit)
 	w.c = c
 
-	per := int64(len(appendCommand(nil, []string{"SET", w.prefix + "0", w.value})))
+	per := int64(len(appendCommand(nil, "SET", w.prefix+"0", w.value)))
 	want := start + n
 	for off, round := start, 0; off < want; round++ {
 		if round == writeRounds || (round > 0 && off == start) {
@@ -129,7 +129,7 @@ func (w *setWriter) write(t TB, count int64) {
 		batch := min(count, writeBatch)
 		w.buf = w.buf[:0]
 		for range batch {
-			w.buf = appendCommand(w.buf, []string{"SET", w.prefix + strconv.FormatInt(w.next, 10), w.value})
+			w.buf = appendCommand(w.buf, "SET", w.prefix+strconv.FormatInt(w.next, 10), w.value)
 			w.next++
 		}
 		if err := w.c.SendRaw(w.buf); err != nil {

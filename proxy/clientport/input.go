@@ -6,8 +6,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/psync-proxy/psync-proxy/proxy/internal/conn"
 	"go.uber.org/zap"
+
+	"github.com/psync-proxy/psync-proxy/proxy/internal/conn"
 )
 
 // The downstream port is open to anyone who can reach it, and redcon's Reader trusts its

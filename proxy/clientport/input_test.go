@@ -14,10 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/psync-proxy/psync-proxy/proxy/internal/conn"
-
 	"github.com/tidwall/redcon"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/psync-proxy/psync-proxy/proxy/internal/conn"
+	"github.com/psync-proxy/psync-proxy/resp"
 )
 
 func testInputLimits(t *testing.T) *inputLimits {
@@ -70,13 +71,7 @@ func writeChunks(w io.Writer, b []byte, sizes []int) <-chan error {
 	return errc
 }
 
-func encode(args ...string) string {
-	b := redcon.AppendArray(nil, len(args))
-	for _, a := range args {
-		b = redcon.AppendBulkString(b, a)
-	}
-	return string(b)
-}
+func encode(args ...string) string { return string(resp.AppendCommand(nil, args...)) }
 
 // TestFramerSplits: whatever the fragmentation, redcon reads the same commands through the
 // framer, inline and multibulk, with blank lines, empty and binary arguments.

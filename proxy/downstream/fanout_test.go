@@ -8,26 +8,8 @@ import (
 	"testing"
 
 	"github.com/psync-proxy/psync-proxy/backlog"
+	"github.com/psync-proxy/psync-proxy/internal/redistest"
 )
-
-// tcpPair returns the two ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (a, b net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	a, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b, err = ln.Accept(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
-}
 
 // TestFanOut checks the inline write's conditions: only an idle replica whose cursor is on
 // this ring at exactly the appended bytes' offset gets them, and its cursor moves past them.
@@ -38,7 +20,7 @@ func TestFanOut(t *testing.T) {
 	appendBytes(t, other, "hello")
 
 	mk := func(rg backlog.Backlog, off int64, idle bool) (*session, net.Conn) {
-		a, b := tcpPair(t)
+		a, b := redistest.TCPPair(t)
 		raw, err := a.(syscall.Conn).SyscallConn()
 		if err != nil {
 			t.Fatal(err)

@@ -80,7 +80,7 @@ func (c *conn) close() {
 func (c *conn) send(cmds ...[]string) error {
 	c.buf = c.buf[:0]
 	for _, args := range cmds {
-		c.buf = appendCommand(c.buf, args)
+		c.buf = resp.AppendCommand(c.buf, args...)
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.timeout))
 	if _, err := c.nc.Write(c.buf); err != nil {
@@ -93,21 +93,6 @@ func (c *conn) send(cmds ...[]string) error {
 func (c *conn) read(d time.Duration) (tresp.Value, error) {
 	_ = c.nc.SetReadDeadline(time.Now().Add(d))
 	return resp.ReadValue(c.br, replyLimits)
-}
-
-// appendCommand appends args as a RESP array of bulk strings.
-func appendCommand(b []byte, args []string) []byte {
-	b = append(b, '*')
-	b = strconv.AppendInt(b, int64(len(args)), 10)
-	b = append(b, '\r', '\n')
-	for _, a := range args {
-		b = append(b, '$')
-		b = strconv.AppendInt(b, int64(len(a)), 10)
-		b = append(b, '\r', '\n')
-		b = append(b, a...)
-		b = append(b, '\r', '\n')
-	}
-	return b
 }
 
 // answer is one Sentinel's view of the master.

@@ -94,7 +94,7 @@ func TestParseMasterAddr(t *testing.T) {
 func TestParseConfigEpoch(t *testing.T) {
 	master := func(kv ...string) string {
 		var b []byte
-		return string(appendCommand(b, kv)) // a flat array of bulk strings, as Sentinel sends it
+		return string(resp.AppendCommand(b, kv...)) // a flat array of bulk strings, as Sentinel sends it
 	}
 	for _, tc := range []struct {
 		raw  string
@@ -130,7 +130,7 @@ func TestMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	msg := func(channel, payload string) string {
-		return string(appendCommand(nil, []string{"message", channel, payload}))
+		return string(resp.AppendCommand(nil, "message", channel, payload))
 	}
 	for _, tc := range []struct {
 		raw  string

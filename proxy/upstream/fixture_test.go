@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/psync-proxy/psync-proxy/proxy/history"
-
 	"go.uber.org/zap/zaptest"
+
+	"github.com/psync-proxy/psync-proxy/proxy/history"
 )
 
 // The upstream link speaks the byte-exact exchange of protocol.md §11.3: handshake, a full

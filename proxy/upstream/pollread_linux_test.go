@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/psync-proxy/psync-proxy/internal/redistest"
 	"github.com/psync-proxy/psync-proxy/proxy/internal/conn"
 )
 
@@ -17,7 +18,7 @@ import (
 // timeout after the silence limit, io.EOF when the peer closes, an error once our side is
 // closed, and no stale poller deadline.
 func TestPollReader(t *testing.T) {
-	a, b := tcpPair(t)
+	a, b := redistest.TCPPair(t)
 	c := conn.New(a)
 	c.SetReadDeadline(time.Now().Add(10 * time.Millisecond)) // must not leak into the reader
 	r, release, ok := upstreamReader(c, 300*time.Millisecond)
@@ -51,7 +52,7 @@ func TestPollReader(t *testing.T) {
 		t.Fatalf("Read after the peer closed = %v, want EOF", err)
 	}
 
-	c2, d := tcpPair(t)
+	c2, d := redistest.TCPPair(t)
 	_ = d
 	conn2 := conn.New(c2)
 	r2, release2, _ := upstreamReader(conn2, time.Minute)
@@ -76,7 +77,7 @@ func TestPollReader(t *testing.T) {
 // The master link's ppoll reader is taken on plain TCP only: on TLS the socket carries
 // ciphertext.
 func TestPollReaderPlainTCPOnly(t *testing.T) {
-	a, _ := tcpPair(t)
+	a, _ := redistest.TCPPair(t)
 	if _, release, ok := upstreamReader(conn.New(a), time.Second); !ok {
 		t.Fatal("plain TCP: no poll reader")
 	} else {

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tidwall/redcon"
 	tresp "github.com/tidwall/resp"
 	"go.uber.org/zap"
 
@@ -82,13 +81,13 @@ func (s *session) handshake(m Master, announcePort int) error {
 	sentAuth := m.Password != ""
 	if sentAuth {
 		if m.User != "" {
-			b = appendCommand(b, "AUTH", m.User, m.Password)
+			b = resp.AppendCommand(b, "AUTH", m.User, m.Password)
 		} else {
-			b = appendCommand(b, "AUTH", m.Password)
+			b = resp.AppendCommand(b, "AUTH", m.Password)
 		}
 	}
-	b = appendCommand(b, "REPLCONF", "listening-port", strconv.Itoa(announcePort))
-	b = appendCommand(b, "REPLCONF", "capa", "eof", "capa", "psync2")
+	b = resp.AppendCommand(b, "REPLCONF", "listening-port", strconv.Itoa(announcePort))
+	b = resp.AppendCommand(b, "REPLCONF", "capa", "eof", "capa", "psync2")
 	if _, err := s.c.Write(b); err != nil {
 		return fmt.Errorf("write handshake: %w", err)
 	}
@@ -117,7 +116,7 @@ func (s *session) handshake(m Master, announcePort int) error {
 // send writes one command with a write deadline.
 func (s *session) send(args ...string) error {
 	s.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if _, err := s.c.Write(appendCommand(nil, args...)); err != nil {
+	if _, err := s.c.Write(resp.AppendCommand(nil, args...)); err != nil {
 		return fmt.Errorf("write %s: %w", args[0], err)
 	}
 	return nil
@@ -189,14 +188,6 @@ func replyLine(v tresp.Value) string {
 		return "-" + v.Error().Error()
 	}
 	return "+" + v.String()
-}
-
-func appendCommand(b []byte, args ...string) []byte {
-	b = redcon.AppendArray(b, len(args))
-	for _, a := range args {
-		b = redcon.AppendBulkString(b, a)
-	}
-	return b
 }
 
 // The kinds of PSYNC replies that end an attempt (see parsePsyncReply).

@@ -4,19 +4,17 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/psync-proxy/psync-proxy/proxy/internal/conn"
-
 	"go.uber.org/zap/zaptest"
 
 	"github.com/psync-proxy/psync-proxy/backlog"
 	"github.com/psync-proxy/psync-proxy/internal/redistest"
+	"github.com/psync-proxy/psync-proxy/proxy/internal/conn"
 	"github.com/psync-proxy/psync-proxy/resp"
 )
 
@@ -68,7 +66,7 @@ func TestUpstreamStorageError(t *testing.T) {
 	l := NewLink(Config{Log: log, Timeout: func() time.Duration { return time.Minute }})
 	l.scan = resp.NewScanner(1, streamLimits())
 	fb := &failingBacklog{Backlog: memoryBacklog(t, 1)}
-	master, proxySide := tcpPair(t)
+	master, proxySide := redistest.TCPPair(t)
 	master.SetReadDeadline(time.Now().Add(time.Minute)) // a hang fails instead of stalling the suite
 	s := newSession(conn.New(proxySide), log, resp.DefaultLimits())
 	done := make(chan error, 1)
@@ -114,25 +112,6 @@ func TestUpstreamStorageError(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("stream did not end after the master closed")
 	}
-}
-
-// tcpPair returns the two ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (a, b net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	a, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b, err = ln.Accept(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
 }
 
 // memoryBacklog is a RAM backlog whose first byte is next.

@@ -420,7 +420,7 @@ func (a *acker) offset() int64 {
 func (a *acker) durable(off int64) int64 { return min(off, a.synced()) }
 
 func (a *acker) send(off int64) error {
-	b := appendCommand(nil, "REPLCONF", "ACK", strconv.FormatInt(a.durable(off), 10))
+	b := resp.AppendCommand(nil, "REPLCONF", "ACK", strconv.FormatInt(a.durable(off), 10))
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.s.c.SetWriteDeadline(time.Now().Add(5 * time.Second))

@@ -10,30 +10,13 @@ import (
 	"crypto/x509/pkix"
 	"io"
 	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
-)
 
-// tcpPair returns the two ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (a, b net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	if a, err = net.Dial("tcp", ln.Addr().String()); err != nil {
-		t.Fatal(err)
-	}
-	if b, err = ln.Accept(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
-}
+	"github.com/psync-proxy/psync-proxy/internal/redistest"
+)
 
 // selfSigned returns a certificate for localhost and a pool that trusts it.
 func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
@@ -61,7 +44,7 @@ func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
 // On a TLS connection none of the raw-socket paths is taken, and a snapshot copied to it
 // arrives intact: through sendfile it would go out as plaintext and break the session.
 func TestTLSConnFallsBack(t *testing.T) {
-	plainClient, server := tcpPair(t)
+	plainClient, server := redistest.TCPPair(t)
 	if _, ok := New(server).RawTCP(); !ok {
 		t.Fatal("plain TCP: no raw socket; want the fast paths")
 	}
