@@ -60,6 +60,7 @@ type Port struct {
 
 	mu      sync.Mutex
 	servers []*redcon.Server
+	lns     []net.Listener
 	closed  bool
 }
 
@@ -93,9 +94,9 @@ func (p *Port) Serve(ln net.Listener) error {
 		return ErrClosed
 	}
 	p.servers = append(p.servers, srv)
+	p.lns = append(p.lns, ln)
 	p.mu.Unlock()
 	err := srv.Serve(framedListener{ln, p.lim})
-	ln.Close() // in case srv.Serve had not started: its Accept then fails at once
 	p.mu.Lock()
 	closed := p.closed
 	p.mu.Unlock()
@@ -113,10 +114,11 @@ func (p *Port) Serve(ln net.Listener) error {
 func (p *Port) Close() {
 	p.mu.Lock()
 	p.closed = true
-	servers := p.servers
+	servers, lns := p.servers, p.lns
 	p.mu.Unlock()
-	for _, srv := range servers {
+	for i, srv := range servers {
 		srv.Close()
+		lns[i].Close() // in case srv.Serve had not started: its Accept then fails at once
 	}
 }
 
