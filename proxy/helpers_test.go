@@ -246,7 +246,7 @@ func mixedLoad(t *testing.T, m *redistest.Server, scale int) {
 
 // buildProxyBinary builds cmd/psync-proxy into a temporary directory, with the race
 // detector when race is set.
-func buildProxyBinary(t *testing.T, race bool) string {
+func buildProxyBinary(t testing.TB, race bool) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "psync-proxy")
 	args := []string{"build", "-o", bin}
