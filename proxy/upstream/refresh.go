@@ -118,8 +118,8 @@ func (r *Refresher) Run(ctx context.Context) {
 		case <-r.requests:
 		}
 		why, due := r.due(ctx)
-		if !due || time.Since(last) < r.cfg.MinInterval {
-			continue
+		if !due || time.Since(last) < r.cfg.MinInterval || r.l.gate.until() > 0 {
+			continue // the gate: after a failed RDB transfer, on either connection (syncgate.go)
 		}
 		last = time.Now()
 		r.log.Infof("Fetching a new snapshot from MASTER %s on a second connection: %s", r.l.Master().Addr, why)
@@ -132,7 +132,10 @@ func (r *Refresher) Run(ctx context.Context) {
 		r.mu.Unlock()
 		if err != nil && ctx.Err() == nil {
 			r.failed.Add(1)
+			r.l.gate.failed(err)
 			r.log.Warnf("Snapshot refresh failed, next attempt in %v at the earliest: %v", r.cfg.MinInterval, err)
+		} else if err == nil {
+			r.l.gate.succeeded()
 		}
 	}
 }
@@ -192,7 +195,7 @@ func (r *Refresher) fetch(ctx context.Context) (*history.Snapshot, error) {
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	s := newSession(c, r.log, r.l.lim)
-	if err := s.handshake(m, r.l.AnnouncePort()); err != nil {
+	if err := s.handshake(m, r.l.AnnouncePort(), r.l.cfg.AnnounceVersion); err != nil {
 		return nil, err
 	}
 	// rdb-only (Redis 7.0+) asks for the RDB without the stream after it; an older master
