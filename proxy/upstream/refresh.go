@@ -226,7 +226,7 @@ func (r *Refresher) fetch(ctx context.Context) (*history.Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := r.h.NewWriter()
+	w, err := r.h.NewWriter(ans.offset + 1) // the backlog before the new snapshot may go on a full disk
 	if err != nil {
 		return nil, err
 	}

@@ -185,6 +185,9 @@ func (s *session) receive(h *history.History, w *history.Writer, dst io.Writer, 
 	if err != nil {
 		return nil, n, fmt.Errorf("saving snapshot: %w", err)
 	}
+	if w := snap.NewerFormat(); w != "" {
+		s.log.Warnf("The RDB received from master for %s:%d: %s", replid, off, w)
+	}
 	return snap, n, nil
 }
 

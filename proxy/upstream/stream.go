@@ -168,7 +168,7 @@ func (l *Link) receiveEpoch(s *session, replid string, off int64) (backlog.Backl
 	} else {
 		l.log.Infof("MASTER <-> REPLICA sync: receiving %d bytes from master to disk", hdr.Len)
 	}
-	w, err := l.h.NewWriter()
+	w, err := l.h.NewWriter(history.NewHistory)
 	if err != nil {
 		return nil, err
 	}
