@@ -97,9 +97,14 @@ func (r *Refresher) due(ctx context.Context) (string, bool) {
 	case st.Snapshot == nil:
 		return "there is no valid snapshot", true
 	}
-	// The bytes from S+1 to End fill the backlog; S+1 goes once they exceed its size.
-	room := st.Size - (st.End - st.Snapshot.Offset)
-	if room < r.cfg.Margin() {
+	// The bytes from S+1 to End fill the backlog; S+1 goes once they exceed its size, or what
+	// a full disk holds of it: the margin then shrinks in proportion.
+	size, margin := st.Size, r.cfg.Margin()
+	if eff := st.Storage.EffectiveSize; st.Storage.DiskFullEvents > 0 && eff < size {
+		size, margin = eff, int64(float64(margin)*float64(eff)/float64(size))
+	}
+	room := size - (st.End - st.Snapshot.Offset)
+	if room < margin {
 		return fmt.Sprintf("the backlog will drop offset %d after %d more bytes", st.Snapshot.Offset+1, max(room, 0)), true
 	}
 	return "", false
