@@ -104,4 +104,3 @@ func checkLogCount(t *testing.T, s *redistest.Server, phrase string, want int) {
 		t.Errorf("%s %s %s: %d log lines with %q, want %d", s.Flavor(), s.Version(), s.Addr(), n, s.LogPhrase(phrase), want)
 	}
 }
-

@@ -29,9 +29,9 @@ type Snapshot struct {
 	Created time.Time `json:"created"`
 	// Format is the RDB's header, such as "REDIS0011" or "VALKEY080"; Newer reports a version
 	// above the newest the proxy knows for its magic: served all the same, with a warning.
-	Format  string `json:"-"`
-	Newer   bool   `json:"-"`
-	path    string
+	Format string `json:"-"`
+	Newer  bool   `json:"-"`
+	path   string
 	// checked is the file's identity when its contents were last checked: serving re-checks
 	// a file that changed on disk since.
 	checked fileID
