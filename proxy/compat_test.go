@@ -14,7 +14,7 @@ type compatFlavor struct {
 	name  string
 	start func(t *testing.T, args ...string) *redistest.Server
 	args  []string // for master and replicas alike
-	// diskless lists extra arguments of the second replica: Redis 8 replicas that load
+	// replica2 lists extra arguments of the second replica: Redis 8 replicas that load
 	// diskless announce rdb-no-compress and rdb-no-checksum.
 	replica2 []string
 }
