@@ -58,7 +58,8 @@ func TestCompatThroughProxy(t *testing.T) {
 		t.Run(f.name, func(t *testing.T) {
 			started := time.Now()
 			m := f.start(t, append([]string{"--repl-backlog-size", "1mb"}, f.args...)...)
-			p := startProxy(t, m, proxy.Config{BacklogSize: 64 << 20})
+			// Big enough that no auto refresh comes within the test's 25 MB or so.
+			p := startProxy(t, m, proxy.Config{BacklogSize: 256 << 20})
 			compatData(t, m)
 			redistest.WriteBytes(t, m, 1<<20)
 			r1 := f.start(t, append(append([]string{"--repl-backlog-size", "1mb"}, f.args...), p.replicaArgs()...)...)
@@ -75,10 +76,11 @@ func TestCompatThroughProxy(t *testing.T) {
 			partial := p.stat("sync_partial_ok")
 			r1.ShutdownSave(t)
 			redistest.WriteBytes(t, m, 20<<20)
-			stop := redistest.BenchmarkAsync(t, m, "-t", "set", "-r", "10000", "-d", "512", "-l")
+			// At most 20,000 SETs (about 11 MB), so the test's size is bounded.
+			stop := redistest.BenchmarkAsync(t, m, "-t", "set", "-r", "10000", "-d", "512", "-n", "20000")
 			r1.Restart(t)
 			redistest.WaitOnline(t, r1, syncTimeout)
-			time.Sleep(500 * time.Millisecond) // the replica streams while the master writes
+			time.Sleep(200 * time.Millisecond) // the replica streams while the master writes
 			stop()
 			if d2 := redistest.WaitInSync(t, syncTimeout, m, r1, r2); d2 == d1 {
 				t.Error("digest unchanged by the writes")
