@@ -17,6 +17,9 @@ type compatFlavor struct {
 	// replica2 lists extra arguments of the second replica: Redis 8 replicas that load
 	// diskless announce rdb-no-compress and rdb-no-checksum.
 	replica2 []string
+	// announce is the proxy's --announce-replica-version: a Valkey master takes it, a Redis
+	// master refuses it, which the proxy ignores.
+	announce string
 }
 
 func compatFlavors() []compatFlavor {
@@ -26,11 +29,12 @@ func compatFlavors() []compatFlavor {
 	debian := func(t *testing.T, args ...string) *redistest.Server { return redistest.Start(t, args...) }
 	return []compatFlavor{
 		{name: "redis-7.0", start: debian},
-		{name: "redis-8.8", start: compat(redistest.Redis88), replica2: []string{"--repl-diskless-load", "swapdb"}},
+		{name: "redis-8.8", start: compat(redistest.Redis88), replica2: []string{"--repl-diskless-load", "swapdb"},
+			announce: "8.8.0"},
 		{name: "valkey-9.0/dual-channel=yes", start: compat(redistest.Valkey90),
 			args: []string{"--dual-channel-replication-enabled", "yes"}, replica2: []string{"--repl-diskless-load", "swapdb"}},
 		{name: "valkey-9.0/dual-channel=no", start: compat(redistest.Valkey90),
-			args: []string{"--dual-channel-replication-enabled", "no"}},
+			args: []string{"--dual-channel-replication-enabled", "no"}, announce: "9.0.4"},
 	}
 }
 
@@ -59,7 +63,7 @@ func TestCompatThroughProxy(t *testing.T) {
 			started := time.Now()
 			m := f.start(t, append([]string{"--repl-backlog-size", "1mb"}, f.args...)...)
 			// Big enough that no auto refresh comes within the test's 25 MB or so.
-			p := startProxy(t, m, proxy.Config{BacklogSize: 256 << 20})
+			p := startProxy(t, m, proxy.Config{BacklogSize: 256 << 20, AnnounceReplicaVersion: f.announce})
 			compatData(t, m)
 			redistest.WriteBytes(t, m, 1<<20)
 			r1 := f.start(t, append(append([]string{"--repl-backlog-size", "1mb"}, f.args...), p.replicaArgs()...)...)
