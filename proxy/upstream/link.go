@@ -88,8 +88,8 @@ func NewLink(cfg Config) *Link {
 	if cfg.OnSnapshot == nil {
 		cfg.OnSnapshot = func() {}
 	}
-	return &Link{cfg: cfg, h: cfg.History, log: cfg.Log, lim: resp.DefaultLimits(), gate: newSyncGate(cfg.SyncRetryMax), master: cfg.Master,
-		state: StateConnect, downSince: time.Now(), follow: make(chan struct{}, 1)}
+	return &Link{cfg: cfg, h: cfg.History, log: cfg.Log, lim: resp.DefaultLimits(), master: cfg.Master,
+		gate: newSyncGate(cfg.SyncRetryMax), state: StateConnect, downSince: time.Now(), follow: make(chan struct{}, 1)}
 }
 
 // SetAnnouncePort sets the port sent as REPLCONF listening-port. Call it before Run.
