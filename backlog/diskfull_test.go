@@ -476,3 +476,47 @@ type limited struct {
 func (l *limited) Read(p []byte) (int, error) {
 	return l.g.Read(p[:min(int64(len(p)), l.n)])
 }
+
+// TestRelease: Release gives up the oldest segment when it lies wholly before an offset,
+// never the newest, and counts a disk-full event.
+func TestRelease(t *testing.T) {
+	s, _, err := Open(Options{Mode: Disk, Dir: t.TempDir(), Size: 64 << 20, SegmentSize: minSegmentSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Release(1 << 40) {
+		t.Fatal("released a segment with no history")
+	}
+	b, err := s.Start("8de1787ba490483314a4d30f1c628bc5025eb761", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, minSegmentSize)
+	for range 4 {
+		if err := b.(*disk).Append(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	segs := s.Stats().Segments
+	if segs < 3 {
+		t.Fatalf("%d segments, want several", segs)
+	}
+	// The first segment holds offsets 1 to minSegmentSize.
+	if s.Release(minSegmentSize) || b.First() != 1 {
+		t.Fatalf("released a segment that reaches the offset kept (first %d)", b.First())
+	}
+	if !s.Release(minSegmentSize+1) || b.First() != minSegmentSize+1 {
+		t.Fatalf("first %d after a release", b.First())
+	}
+	n := 1
+	for s.Release(1 << 40) {
+		n++
+	}
+	if n != segs-1 || s.Stats().Segments != 1 {
+		t.Fatalf("released %d, %d segments left, want only the newest", n, s.Stats().Segments)
+	}
+	if st := s.Stats(); st.DiskFullEvents != int64(n) || st.EffectiveSize != st.Bytes {
+		t.Fatalf("stats %+v", st)
+	}
+}

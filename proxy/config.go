@@ -32,6 +32,10 @@ type Config struct {
 	ProtectedMode bool
 	// AnnouncePort is sent upstream as REPLCONF listening-port. Default: the listener's port.
 	AnnouncePort int
+	// AnnounceReplicaVersion, when set (such as "9.0.4"), is sent upstream as REPLCONF
+	// version, as a Valkey replica of that release would: a Valkey 9.1 primary then sends its
+	// own RDB format rather than version 11 (see upstream/announce.go). Default: none.
+	AnnounceReplicaVersion string
 
 	// SnapshotRefresh is when the proxy fetches a new snapshot on a second connection to the
 	// master: RefreshAuto (default) also does so before the backlog drops the byte after the
@@ -154,6 +158,11 @@ func (c *Config) applyDefaults() error {
 	case RefreshAuto, RefreshOnDemand:
 	default:
 		return fmt.Errorf("proxy: snapshot-refresh must be %s or %s, not %q", RefreshAuto, RefreshOnDemand, c.SnapshotRefresh)
+	}
+	if c.AnnounceReplicaVersion != "" {
+		if err := upstream.CheckReplicaVersion(c.AnnounceReplicaVersion); err != nil {
+			return fmt.Errorf("proxy: announce-replica-version: %w", err)
+		}
 	}
 	if c.SnapshotRefreshMargin < 0 {
 		return fmt.Errorf("proxy: negative snapshot-refresh-margin %d", c.SnapshotRefreshMargin)

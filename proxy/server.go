@@ -88,8 +88,9 @@ func New(cfg Config) (*Server, error) {
 	s.sessions = sessions
 	s.link = upstream.NewLink(upstream.Config{History: h, TLS: clientTLS, Timeout: s.timeout, Log: s.log,
 		Master:       upstream.Master{Addr: cfg.MasterAddr, User: cfg.MasterUser, Password: cfg.MasterAuth},
-		AnnouncePort: cfg.AnnouncePort, OnPublish: sessions.FanOut,
-		OnSnapshot: func() { s.refresher.SnapshotInstalled() }})
+		AnnouncePort: cfg.AnnouncePort, OnPublish: sessions.FanOut, SyncRetryMax: cfg.SnapshotRefreshMinInterval,
+		AnnounceVersion: cfg.AnnounceReplicaVersion,
+		OnSnapshot:      func() { s.refresher.SnapshotInstalled() }})
 	s.refresher = upstream.NewRefresher(upstream.RefreshConfig{Link: s.link, Auto: cfg.SnapshotRefresh == RefreshAuto,
 		Margin: s.refreshMargin, MinInterval: cfg.SnapshotRefreshMinInterval})
 	s.port, err = clientport.New(clientport.Config{History: h, Link: s.link, Refresher: s.refresher, Sessions: sessions,

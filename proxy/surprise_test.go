@@ -278,7 +278,7 @@ func TestUpstreamNoMasterLink(t *testing.T) {
 	log, logs := observedLogger(t)
 	p := startProxyAddr(t, proxy.Config{MasterAddr: mid.Addr(), Logger: log})
 	waitLog(t, logs, "Master is currently unable to PSYNC but should be in the future: -NOMASTERLINK Can't SYNC while not connected with my master", 3)
-	checkLoggedBackoff(t, logs)
+	checkLoggedBackoff(t, logs, "400ms")
 	if s := p.info("replication")["master_link_status"]; s != "down" {
 		t.Errorf("master_link_status:%s while the master answers -NOMASTERLINK", s)
 	}
@@ -292,7 +292,8 @@ func TestUpstreamNoMasterLink(t *testing.T) {
 
 // A master with requirepass and a proxy without masterauth: PING's -NOAUTH is accepted, as by
 // Redis, the REPLCONFs fail (non critical) and PSYNC is refused; the proxy logs it and retries
-// with backoff.
+// with the backoff of failed syncs (1 s, 2 s, 4 s: a refused PSYNC is paced as a failed RDB
+// transfer, upstream/syncgate.go).
 func TestUpstreamNoAuth(t *testing.T) {
 	m := redistest.Start(t)
 	m.MustDo(t, "CONFIG", "SET", "requirepass", "secret")
@@ -307,19 +308,19 @@ func TestUpstreamNoAuth(t *testing.T) {
 	startProxyAddr(t, proxy.Config{MasterAddr: m.Addr(), Logger: log})
 	waitLog(t, logs, "Master does not support PSYNC or is in error state (reply: -NOAUTH Authentication required.)", 3)
 	waitLog(t, logs, "(Non critical) Master does not understand REPLCONF capa: -NOAUTH Authentication required.", 1)
-	checkLoggedBackoff(t, logs)
+	checkLoggedBackoff(t, logs, "4s")
 }
 
-// checkLoggedBackoff asserts that the third retry logged waits 400 ms: the backoff doubles
-// from 100 ms.
-func checkLoggedBackoff(t *testing.T, logs *observer.ObservedLogs) {
+// checkLoggedBackoff asserts that the third retry logged waits third: 400ms for the link's
+// backoff, which doubles from 100 ms, 4s for failed syncs, which double from 1 s.
+func checkLoggedBackoff(t *testing.T, logs *observer.ObservedLogs, third string) {
 	t.Helper()
 	retries := logs.FilterMessageSnippet("MASTER <-> REPLICA sync failed, next attempt in").AllUntimed()
 	if len(retries) < 3 {
 		t.Fatalf("%d retries logged, want at least 3", len(retries))
 	}
-	if !strings.Contains(retries[2].Message, "next attempt in 400ms") {
-		t.Errorf("third retry: %q, want a backoff of 400ms", retries[2].Message)
+	if !strings.Contains(retries[2].Message, "next attempt in "+third) {
+		t.Errorf("third retry: %q, want a backoff of %s", retries[2].Message, third)
 	}
 }
 

@@ -41,6 +41,7 @@ type options struct {
 	backlogMode, backlogFsync       string
 	backlogTTL                      int
 	backlogRAMTail                  string
+	announceVersion                 string
 	logLevel, logFormat, logFile    string
 	version                         bool
 	// client limits
@@ -110,6 +111,7 @@ func (o *options) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.backlogFsync, "backlog-fsync", "everysec", "`always|everysec|no`: when the disk backlog is fsynced (as Redis appendfsync); the master is acknowledged only up to synced bytes")
 	fs.IntVar(&o.backlogTTL, "backlog-ttl", 0, "`seconds` after which disk backlog segments are dropped even below --backlog-size (0: no limit)")
 	fs.StringVar(&o.backlogRAMTail, "backlog-ram-tail", "64mb", "`size` of the disk backlog's in-memory tail, from which replicas that keep up are served")
+	fs.StringVar(&o.announceVersion, "announce-replica-version", "", "send the master REPLCONF version `x.y.z`, as a Valkey replica of that release does (\"\": none; a Valkey 9.1 primary then sends RDB version 11)")
 	fs.IntVar(&o.replTimeout, "repl-timeout", 60, "`seconds` without traffic before a master or replica link is dropped")
 	fs.StringVar(&o.masterUser, "masteruser", "", "ACL `user` for AUTH to the master")
 	fs.StringVar(&o.masterAuth, "masterauth", "", "`password` for AUTH to the master (also $PSYNC_PROXY_MASTERAUTH)")
@@ -427,6 +429,8 @@ func (o *options) config() (proxy.Config, error) {
 		MasterAuth:    o.masterAuth,
 		RequirePass:   o.reqPass,
 		ProtectedMode: protected,
+
+		AnnounceReplicaVersion: o.announceVersion,
 
 		SnapshotRefresh:            o.snapshotRefresh,
 		SnapshotRefreshMargin:      margin,

@@ -183,6 +183,7 @@ func (p *Port) infoReplication(b *strings.Builder) {
 	if !ls.Up() {
 		field(b, "master_link_down_since_seconds", int64(now.Sub(ls.DownSince).Seconds()))
 	}
+	p.infoSyncGate(b)
 	// Sentinel must never promote the proxy: it holds no dataset.
 	field(b, "slave_priority", 0)
 	field(b, "slave_read_only", 1)
@@ -255,4 +256,6 @@ func (p *Port) infoBacklog(b *strings.Builder) {
 	field(b, "backlog_synced_offset", st.Synced)
 	field(b, "backlog_ram_tail", opt.RAMTail)
 	field(b, "backlog_last_fsync_error", lastErr)
+	field(b, "backlog_disk_full_events", st.DiskFullEvents)
+	field(b, "backlog_effective_size", st.EffectiveSize)
 }

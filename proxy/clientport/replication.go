@@ -32,8 +32,10 @@ func cmdReplconf(x *call) {
 			}
 			c.ipAddress = val
 		case "capa":
-			// Unknown capabilities (dual-channel, rdb-channel-repl, ...) are ignored, so such
-			// replicas get a plain full sync.
+			// Unknown capabilities (Redis 8's rdb-channel-repl, Valkey's dual-channel and
+			// skip-rdb-checksum, any other) are ignored, as a master that does not know them
+			// does: such replicas get a single-channel sync, never +RDBCHANNELSYNC,
+			// +DUALCHANNELSYNC or $ENDOFF.
 			switch strings.ToLower(val) {
 			case "eof":
 				c.capaEOF = true
@@ -42,16 +44,25 @@ func cmdReplconf(x *call) {
 			}
 		case "ack", "getack":
 			return // never a reply
-		case "rdb-only":
-			switch val {
-			case "0", "1":
-				c.rdbOnly = val == "1"
-			default:
+		case "rdb-only", "rdb-no-compress", "rdb-no-checksum":
+			// Redis 8 replicas that load diskless ask for an RDB without compression or
+			// checksum: a wish (the cached snapshot is served as it is, and they load it
+			// either way), so +OK, after Redis's own range check.
+			if val != "0" && val != "1" {
 				x.conn.WriteError("ERR value is out of range, value must between 0 and 1")
 				return
 			}
+			if opt == "rdb-only" {
+				c.rdbOnly = val == "1"
+			}
 		case "version":
-			// Valkey 8 replicas announce their version; recorded by nobody, accepted.
+			// Valkey 8+ replicas announce their version; recorded by nobody, accepted.
+		case "compression":
+			// Redis 8.10: +OK would switch the replica's link to compressed frames the proxy
+			// never sends. Refused as by a master that does not know it, which the replica
+			// logs as non critical and forgets.
+			x.conn.WriteError("ERR Unrecognized REPLCONF option: compression")
+			return
 		default:
 			// rdb-filter-only would need the RDB re-encoded, so it is refused like an unknown option.
 			x.conn.WriteError("ERR Unrecognized REPLCONF option: " + truncate(string(x.args[i]), 64))

@@ -23,6 +23,9 @@ func (r *session) fullSync(ctx context.Context, p history.Pending, g history.Gra
 		return fmt.Errorf("the snapshot fails its check, not sent: %w", err)
 	}
 	r.s.log.Infof("Starting full resync of replica %s from snapshot %s:%d (%d bytes)", r.addr, p.Replid, snap.Offset, snap.Size)
+	if w := snap.NewerFormat(); w != "" {
+		r.s.log.Warnf("Full resync of replica %s: %s", r.addr, w)
+	}
 	if err := r.write(r.fullResyncHead(p.Replid, snap.Offset, resp.PayloadHeader{Len: snap.Size})); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package history
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/psync-proxy/psync-proxy/backlog"
@@ -11,7 +12,30 @@ import (
 // NewWriter starts receiving an RDB into a temporary file beside the snapshot. When
 // arriving, replicas waiting for a first snapshot may follow it as it is written (see
 // Receiving).
-func (h *History) NewWriter() (*Writer, error) { return newWriter(h.dir) }
+//
+// keep is the first offset the current backlog must still hold once this RDB is in place: a
+// refresh passes its snapshot's offset + 1; a new history, which replaces the backlog
+// whole, passes NewHistory. If the disk fills while the RDB is written (in disk mode the
+// backlog fills it to the brim), the backlog gives up its oldest segments before keep, one
+// at a time, until the RDB fits: the bytes before a new snapshot only serve replicas that lag
+// behind it, while without a snapshot no replica can full-sync at all. If it still does not
+// fit, the transfer fails with ErrNoRoom and the backlog keeps serving partial resyncs.
+func (h *History) NewWriter(keep int64) (*Writer, error) {
+	return newWriter(h.dir, func() bool { return h.makeRoom(keep) })
+}
+
+// NewHistory is NewWriter's keep for the RDB of a new history: every backlog byte may go.
+const NewHistory = int64(math.MaxInt64)
+
+// makeRoom has the backlog give up its oldest segment if it lies before keep.
+func (h *History) makeRoom(keep int64) bool {
+	if !h.store.Release(keep) {
+		return false
+	}
+	h.log.Warnf("Disk full while writing a snapshot: the backlog gave up its oldest segment, it now holds %d bytes",
+		h.store.Stats().Bytes)
+	return true
+}
 
 // Receiving announces the RDB w is receiving as replid:off, of size bytes (-1: EOF-marked),
 // so that replicas waiting for a first snapshot can follow it. done withdraws it with the
@@ -103,7 +127,11 @@ func (h *History) InstallRefreshed(snap *Snapshot, bl backlog.Backlog) error {
 		return errors.New("the replication history changed while the snapshot was fetched")
 	}
 	if first := bl.First(); first > snap.Offset+1 {
-		return fmt.Errorf("the backlog no longer holds offset %d (first byte %d): it cannot cover the time a snapshot takes; increase --backlog-size", snap.Offset+1, first)
+		why := "it cannot cover the time a snapshot takes; increase --backlog-size"
+		if st := h.store.Stats(); st.DiskFullEvents > 0 {
+			why = fmt.Sprintf("the disk is full (the backlog holds %d bytes of the %d asked): it cannot hold the snapshot and the stream after it together", st.Bytes, st.Size)
+		}
+		return fmt.Errorf("the backlog no longer holds offset %d (first byte %d): %s", snap.Offset+1, first, why)
 	}
 	if err := h.installSnapshotLocked(snap); err != nil {
 		return fmt.Errorf("saving snapshot: %w", err)

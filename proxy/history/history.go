@@ -87,6 +87,9 @@ func Open(opt Options) (*History, error) {
 	if err != nil {
 		h.log.Warnf("Ignoring the snapshot in %s: %v", opt.Dir, err)
 	}
+	if w := snap.NewerFormat(); w != "" {
+		h.log.Warnf("The snapshot in %s: %s", opt.Dir, w)
+	}
 	mode := backlog.Memory
 	if opt.Disk {
 		mode = backlog.Disk

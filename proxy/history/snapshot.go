@@ -27,7 +27,11 @@ type Snapshot struct {
 	Offset  int64     `json:"offset"`
 	Size    int64     `json:"size"`
 	Created time.Time `json:"created"`
-	path    string
+	// Format is the RDB's header, such as "REDIS0011" or "VALKEY080"; Newer reports a version
+	// above the newest the proxy knows for its magic: served all the same, with a warning.
+	Format string `json:"-"`
+	Newer  bool   `json:"-"`
+	path   string
 	// checked is the file's identity when its contents were last checked: serving re-checks
 	// a file that changed on disk since.
 	checked fileID
@@ -104,30 +108,54 @@ func checkRDB(r io.Reader) (resp.RDBInfo, error) {
 // Writer receives an RDB payload into a temporary file in the history's directory, checking
 // it as it arrives (resp.RDBChecker).
 type Writer struct {
-	f     *os.File
-	check resp.RDBChecker
-	a     *Arriving // told of every write, when replicas follow the file as it grows
+	f       *os.File
+	check   resp.RDBChecker
+	a       *Arriving // told of every write, when replicas follow the file as it grows
+	written int64
+	// makeRoom is called when the file system is full: it frees room (backlog segments the
+	// new snapshot makes unnecessary) and reports whether it did. Nil: nothing to free.
+	makeRoom func() bool
 }
 
-func newWriter(dir string) (*Writer, error) {
+func newWriter(dir string, makeRoom func() bool) (*Writer, error) {
 	f, err := os.CreateTemp(dir, "temp-*.rdb")
 	if err != nil {
 		return nil, fmt.Errorf("create snapshot file: %w", err)
 	}
-	return &Writer{f: f}, nil
+	return &Writer{f: f, makeRoom: makeRoom}, nil
 }
 
 // Write stores p. A payload the checker already rejects (bad magic or aux field) fails here,
-// so a transfer of garbage stops early.
+// so a transfer of garbage stops early. On a full disk it has room made and writes the rest
+// again, until it fits or nothing more can be freed (ErrNoRoom).
 func (w *Writer) Write(p []byte) (int, error) {
 	if _, err := w.check.Write(p); err != nil {
 		return 0, err
 	}
 	n, err := w.f.Write(p)
+	for err != nil && noSpace(err) && w.makeRoom != nil && w.makeRoom() {
+		var m int
+		m, err = w.f.Write(p[n:])
+		n += m
+	}
+	w.written += int64(n)
+	if err != nil && noSpace(err) {
+		err = fmt.Errorf("%w (%d bytes of it written): %w", ErrNoRoom, w.written, err)
+	}
 	if w.a != nil && n > 0 {
 		w.a.advance(int64(n))
 	}
 	return n, err
+}
+
+// ErrNoRoom is a snapshot that does not fit on the disk even once the backlog has given up
+// every segment the new snapshot makes unnecessary: full syncs then wait for a snapshot,
+// while partial resyncs go on from what the backlog holds.
+var ErrNoRoom = errors.New("the disk is full: the snapshot does not fit beside the backlog's newest bytes")
+
+// noSpace reports whether err says the file system (or the user's quota) is full.
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 // Abort removes the partial file.
@@ -162,7 +190,17 @@ func (w *Writer) Finish(replid string, offset int64) (*Snapshot, error) {
 	}
 	snap.Size = fi.Size()
 	snap.checked = fileIDOf(fi)
+	snap.Format, snap.Newer = info.Header(), info.NewerVersion
 	return snap, nil
+}
+
+// NewerFormat says, for a log warning, that the snapshot's RDB version is newer than the
+// proxy knows, naming it; "" when it is a known one (or s is nil).
+func (s *Snapshot) NewerFormat() string {
+	if s == nil || !s.Newer {
+		return ""
+	}
+	return fmt.Sprintf("its RDB format %s is newer than this proxy knows; its framing checks out (magic, version, aux fields, EOF, CRC64) and it is served as it is, but replicas of older releases will refuse to load it", s.Format)
 }
 
 // install moves a finished snapshot to its place in dir. The metadata is removed before the
@@ -222,6 +260,7 @@ func loadSnapshot(dir string) (*Snapshot, error) {
 		return nil, fmt.Errorf("snapshot %s fails its check: %w", s.path, err)
 	}
 	s.checked = fileIDOf(st)
+	s.Format, s.Newer = info.Header(), info.NewerVersion
 	return &s, nil
 }
 

@@ -32,6 +32,11 @@ type Config struct {
 	OnPublish func(b backlog.Backlog, start int64, p []byte)
 	// OnSnapshot is called once the link has installed a snapshot (a full resync).
 	OnSnapshot func()
+	// SyncRetryMax is the longest delay after failed attempts to get an RDB (syncgate.go);
+	// the refresher's min-interval. Default (0): SyncRetryMin.
+	SyncRetryMax time.Duration
+	// AnnounceVersion, when set, is sent as REPLCONF version (announce.go).
+	AnnounceVersion string
 }
 
 // Link states, as Redis names repl_state in INFO and ROLE.
@@ -49,6 +54,7 @@ type Link struct {
 	h     *history.History
 	log   *zap.SugaredLogger
 	lim   resp.Limits
+	gate  *syncGate    // paces the requests for an RDB, shared with the refresher
 	netIn atomic.Int64 // stream and RDB bytes received (total_net_repl_input_bytes)
 
 	lastIO       atomic.Int64 // unix nanoseconds of the last byte from the master; 0: never
@@ -83,7 +89,7 @@ func NewLink(cfg Config) *Link {
 		cfg.OnSnapshot = func() {}
 	}
 	return &Link{cfg: cfg, h: cfg.History, log: cfg.Log, lim: resp.DefaultLimits(), master: cfg.Master,
-		state: StateConnect, downSince: time.Now(), follow: make(chan struct{}, 1)}
+		gate: newSyncGate(cfg.SyncRetryMax), state: StateConnect, downSince: time.Now(), follow: make(chan struct{}, 1)}
 }
 
 // SetAnnouncePort sets the port sent as REPLCONF listening-port. Call it before Run.
@@ -133,6 +139,7 @@ func (l *Link) Run(ctx context.Context) {
 		} else {
 			delay = wait.Next()
 		}
+		delay = max(delay, l.syncDelay(err)) // failed RDB transfers back off further (syncgate.go)
 		if streamed {
 			l.log.Warnf("Connection with master lost: %v", err)
 		} else {
@@ -189,7 +196,7 @@ func (l *Link) connect(ctx context.Context) (streamed bool, err error) {
 	l.log.Info("MASTER <-> REPLICA sync started")
 
 	s := newSession(c, l.log, l.lim)
-	if err := s.handshake(m, l.cfg.AnnouncePort); err != nil {
+	if err := s.handshake(m, l.cfg.AnnouncePort, l.cfg.AnnounceVersion); err != nil {
 		return false, err
 	}
 	bl, err := l.psync(s)

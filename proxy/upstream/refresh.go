@@ -97,9 +97,14 @@ func (r *Refresher) due(ctx context.Context) (string, bool) {
 	case st.Snapshot == nil:
 		return "there is no valid snapshot", true
 	}
-	// The bytes from S+1 to End fill the backlog; S+1 goes once they exceed its size.
-	room := st.Size - (st.End - st.Snapshot.Offset)
-	if room < r.cfg.Margin() {
+	// The bytes from S+1 to End fill the backlog; S+1 goes once they exceed its size, or what
+	// a full disk holds of it: the margin then shrinks in proportion.
+	size, margin := st.Size, r.cfg.Margin()
+	if eff := st.Storage.EffectiveSize; st.Storage.DiskFullEvents > 0 && eff < size {
+		size, margin = eff, int64(float64(margin)*float64(eff)/float64(size))
+	}
+	room := size - (st.End - st.Snapshot.Offset)
+	if room < margin {
 		return fmt.Sprintf("the backlog will drop offset %d after %d more bytes", st.Snapshot.Offset+1, max(room, 0)), true
 	}
 	return "", false
@@ -118,8 +123,8 @@ func (r *Refresher) Run(ctx context.Context) {
 		case <-r.requests:
 		}
 		why, due := r.due(ctx)
-		if !due || time.Since(last) < r.cfg.MinInterval {
-			continue
+		if !due || time.Since(last) < r.cfg.MinInterval || r.l.gate.until() > 0 {
+			continue // the gate: after a failed RDB transfer, on either connection (syncgate.go)
 		}
 		last = time.Now()
 		r.log.Infof("Fetching a new snapshot from MASTER %s on a second connection: %s", r.l.Master().Addr, why)
@@ -132,7 +137,10 @@ func (r *Refresher) Run(ctx context.Context) {
 		r.mu.Unlock()
 		if err != nil && ctx.Err() == nil {
 			r.failed.Add(1)
+			r.l.gate.failed(err)
 			r.log.Warnf("Snapshot refresh failed, next attempt in %v at the earliest: %v", r.cfg.MinInterval, err)
+		} else if err == nil {
+			r.l.gate.succeeded()
 		}
 	}
 }
@@ -192,7 +200,7 @@ func (r *Refresher) fetch(ctx context.Context) (*history.Snapshot, error) {
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	s := newSession(c, r.log, r.l.lim)
-	if err := s.handshake(m, r.l.AnnouncePort()); err != nil {
+	if err := s.handshake(m, r.l.AnnouncePort(), r.l.cfg.AnnounceVersion); err != nil {
 		return nil, err
 	}
 	// rdb-only (Redis 7.0+) asks for the RDB without the stream after it; an older master
@@ -223,7 +231,7 @@ func (r *Refresher) fetch(ctx context.Context) (*history.Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := r.h.NewWriter()
+	w, err := r.h.NewWriter(ans.offset + 1) // the backlog before the new snapshot may go on a full disk
 	if err != nil {
 		return nil, err
 	}

@@ -57,9 +57,10 @@ func newSession(c *conn.Conn, log *zap.SugaredLogger, lim resp.Limits) *session 
 	return &session{c: c, br: bufio.NewReaderSize(c, 64<<10), log: log, lim: lim}
 }
 
-// handshake sends PING, then AUTH, REPLCONF listening-port and REPLCONF capa in one write, and
-// reads every reply before PSYNC (a master refuses PSYNC with replies still pending).
-func (s *session) handshake(m Master, announcePort int) error {
+// handshake sends PING, then AUTH, REPLCONF listening-port, REPLCONF capa and, when version
+// is set, REPLCONF version (announce.go) in one write, and reads every reply before PSYNC (a
+// master refuses PSYNC with replies still pending).
+func (s *session) handshake(m Master, announcePort int, version string) error {
 	if err := s.send("PING"); err != nil {
 		return err
 	}
@@ -88,6 +89,11 @@ func (s *session) handshake(m Master, announcePort int) error {
 	}
 	b = resp.AppendCommand(b, "REPLCONF", "listening-port", strconv.Itoa(announcePort))
 	b = resp.AppendCommand(b, "REPLCONF", "capa", "eof", "capa", "psync2")
+	replconfs := []string{"listening-port", "capa"}
+	if version != "" {
+		b = resp.AppendCommand(b, "REPLCONF", "version", version)
+		replconfs = append(replconfs, "version")
+	}
 	if _, err := s.c.Write(b); err != nil {
 		return fmt.Errorf("write handshake: %w", err)
 	}
@@ -101,7 +107,7 @@ func (s *session) handshake(m Master, announcePort int) error {
 			return fmt.Errorf("unable to AUTH to MASTER: %s", replyLine(v))
 		}
 	}
-	for _, what := range []string{"listening-port", "capa"} {
+	for _, what := range replconfs {
 		v, err := s.reply()
 		if err != nil {
 			return fmt.Errorf("reading REPLCONF %s reply: %w", what, err)
@@ -178,6 +184,9 @@ func (s *session) receive(h *history.History, w *history.Writer, dst io.Writer, 
 	}
 	if err != nil {
 		return nil, n, fmt.Errorf("saving snapshot: %w", err)
+	}
+	if w := snap.NewerFormat(); w != "" {
+		s.log.Warnf("The RDB received from master for %s:%d: %s", replid, off, w)
 	}
 	return snap, n, nil
 }

@@ -50,6 +50,9 @@ func (l *Link) psync(s *session) (backlog.Backlog, error) {
 	}
 	v, err := s.psyncReply()
 	if err != nil {
+		if full {
+			err = failedSync(err) // PSYNC ? -1 asked for an RDB
+		}
 		return nil, err
 	}
 	ans, err := parsePsyncReply(v)
@@ -67,6 +70,9 @@ func (l *Link) psync(s *session) (backlog.Backlog, error) {
 		// A +CONTINUE to PSYNC ? -1 has no history to continue.
 		l.log.Warnf("Unexpected reply to PSYNC from master: %s", replyLine(v))
 		err = fmt.Errorf("%w: %s to PSYNC ? -1", errPsyncUnexpected, replyLine(v))
+	}
+	if err != nil && !errors.Is(err, errPsyncLater) {
+		err = failedSync(err) // a refused PSYNC is paced like a failed transfer
 	}
 	if err != nil {
 		return nil, err
@@ -129,7 +135,21 @@ func rescan(bl backlog.Backlog, start int64) (*resp.Scanner, error) {
 
 // fullSync receives the RDB that follows +FULLRESYNC into a new snapshot. Only when it is whole
 // and on disk does the new history replace the old one, so replicas keep being served until then.
+// Every error before that is a failed attempt to get an RDB, which the gate paces.
 func (l *Link) fullSync(s *session, replid string, off int64) (backlog.Backlog, error) {
+	bl, err := l.receiveEpoch(s, replid, off)
+	if err != nil {
+		return nil, failedSync(err)
+	}
+	// An EOF-marked transfer gets no stream until the first ACK (protocol §2.4).
+	if err := s.send("REPLCONF", "ACK", strconv.FormatInt(off, 10)); err != nil {
+		return nil, err
+	}
+	return bl, nil
+}
+
+// receiveEpoch receives the RDB and installs it as the snapshot of a new history.
+func (l *Link) receiveEpoch(s *session, replid string, off int64) (backlog.Backlog, error) {
 	l.mu.Lock()
 	l.state, l.transferSize = StateSync, -1
 	l.mu.Unlock()
@@ -148,7 +168,7 @@ func (l *Link) fullSync(s *session, replid string, off int64) (backlog.Backlog, 
 	} else {
 		l.log.Infof("MASTER <-> REPLICA sync: receiving %d bytes from master to disk", hdr.Len)
 	}
-	w, err := l.h.NewWriter()
+	w, err := l.h.NewWriter(history.NewHistory)
 	if err != nil {
 		return nil, err
 	}
@@ -156,14 +176,7 @@ func (l *Link) fullSync(s *session, replid string, off int64) (backlog.Backlog, 
 	done := l.h.Receiving(w, replid, off, size)
 	bl, err := l.install(s, w, hdr, replid, off)
 	done(err)
-	if err != nil {
-		return nil, err
-	}
-	// An EOF-marked transfer gets no stream until the first ACK (protocol §2.4).
-	if err := s.send("REPLCONF", "ACK", strconv.FormatInt(off, 10)); err != nil {
-		return nil, err
-	}
-	return bl, nil
+	return bl, err
 }
 
 // install receives the RDB and makes it the snapshot of a new history from off+1.
@@ -177,6 +190,7 @@ func (l *Link) install(s *session, w *history.Writer, hdr resp.PayloadHeader, re
 		return nil, fmt.Errorf("installing the new history: %w", err)
 	}
 	l.cfg.OnSnapshot()
+	l.gate.succeeded()
 	l.scan, l.scanErr = resp.NewScanner(off+1, streamLimits()), nil
 	l.log.Infof("MASTER <-> REPLICA sync: Finished with success (snapshot %s:%d, %d bytes)", replid, off, n)
 	return bl, nil
