@@ -24,6 +24,9 @@ import (
 )
 
 func main() {
+	if isAdvise(os.Args[1:]) {
+		os.Exit(advise(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	os.Exit(run(os.Args[1:], os.Stderr))
 }
 
