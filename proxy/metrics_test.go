@@ -172,8 +172,8 @@ func TestBacklogFiguresUnderSteadyLoad(t *testing.T) {
 	}
 	// /metrics: the same figures (the meter may have taken a sample between the two reads).
 	for name, want := range map[string]float64{
-		"psync_proxy_backlog_write_rate_bytes_per_second": got,
-		"psync_proxy_backlog_coverage_seconds":            num(t, info, "backlog_coverage_seconds"),
+		"psync_proxy_backlog_write_rate_bytes_per_second":        got,
+		"psync_proxy_backlog_coverage_seconds":                   num(t, info, "backlog_coverage_seconds"),
 		`psync_proxy_backlog_size_for_outage_bytes{outage="5m"}`: num(t, info, "backlog_size_for_5min_outage"),
 		"redis_repl_backlog_history_bytes":                       held,
 		"redis_replication_backlog_bytes":                        64 << 20,
