@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -284,17 +285,27 @@ func TestDeployMetricNamesExist(t *testing.T) {
 
 var metricRef = regexp.MustCompile(`\b(?:redis|psync_proxy|process|go)_[a-z0-9_]+\b`)
 
-// usedMetricNames are the metric names in a rules file's or dashboard's expressions.
+// usedMetricNames are the metric names in a rules file's or dashboard's expressions, and in
+// the series of the rules' unit tests.
 func usedMetricNames(path string) ([]string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
 	var exprs []string
-	for _, line := range strings.Split(string(b), "\n") {
-		line = strings.TrimSpace(line)
-		if strings.HasPrefix(line, "expr:") || strings.HasPrefix(line, `"expr":`) || strings.HasPrefix(line, "- expr:") {
-			exprs = append(exprs, line)
+	lines := strings.Split(string(b), "\n")
+	for i := 0; i < len(lines); i++ {
+		line := strings.TrimSpace(lines[i])
+		if !strings.HasPrefix(line, "expr:") && !strings.HasPrefix(line, `"expr":`) && !strings.HasPrefix(line, "- series:") {
+			continue
+		}
+		exprs = append(exprs, line)
+		if line == "expr: |" { // a YAML block: the lines indented deeper
+			indent := len(lines[i]) - len(strings.TrimLeft(lines[i], " "))
+			for i+1 < len(lines) && len(lines[i+1])-len(strings.TrimLeft(lines[i+1], " ")) > indent {
+				i++
+				exprs = append(exprs, lines[i])
+			}
 		}
 	}
 	if len(exprs) == 0 {
@@ -311,4 +322,20 @@ func usedMetricNames(path string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// The alert rules check and pass their unit tests under promtool (Debian's prometheus
+// package), which evaluates them as Prometheus does: each fires on the guide's condition.
+func TestDeployAlertRules(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not installed (apt-get install prometheus)")
+	}
+	for _, args := range [][]string{{"check", "rules", "psync-proxy-alerts.yml"}, {"test", "rules", "psync-proxy-alerts_test.yml"}} {
+		cmd := exec.Command(promtool, args...)
+		cmd.Dir = "../deploy/prometheus"
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool %v: %v\n%s", args, err, out)
+		}
+	}
 }
