@@ -240,8 +240,9 @@ func cmdRole(x *call) {
 	x.conn.WriteInt64(off)
 }
 
-// infoBacklog describes the backlog's storage: its mode and, in disk mode, the files, the
-// oldest offset kept and the last storage (write or fsync) error, "" when none.
+// infoBacklog describes the backlog: its mode, the stream rate and what the backlog covers
+// at it (infoBacklogRate), and in disk mode the files, the oldest offset kept and the last
+// storage (write or fsync) error, "" when none.
 func (p *Port) infoBacklog(b *strings.Builder) {
 	h := p.cfg.History
 	b.WriteString("# Backlog\r\n")

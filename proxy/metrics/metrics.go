@@ -7,7 +7,6 @@
 package metrics
 
 import (
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -156,5 +155,3 @@ func b2f(b bool) float64 {
 	}
 	return 0
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
