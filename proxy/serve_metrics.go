@@ -35,7 +35,7 @@ func (s *Server) ServeMetrics(ln net.Listener) error {
 func (s *Server) metricsHandler() http.Handler {
 	s.metricsOnce.Do(func() {
 		c := metrics.New(metrics.Sources{History: s.history, Link: s.link, Refresher: s.refresher, Sessions: s.sessions,
-			Port: s.port, Version: Version, RunID: s.runID, Started: s.started0})
+			Port: s.port, Version: Version, RunID: s.runID, Started: s.created})
 		s.metrics = metrics.Handler(c, s.log.Warnf)
 	})
 	return s.metrics

@@ -53,7 +53,7 @@ type Server struct {
 	port      *clientport.Port
 	rate      *streamrate.Meter // the master's stream rate, sampled by a goroutine of the Server
 	runID     string
-	started0  time.Time // when New ran: INFO's and the metrics' uptime
+	created   time.Time // when New ran: INFO's and the metrics' uptime
 
 	metricsOnce sync.Once
 	metrics     http.Handler
@@ -81,7 +81,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.Sugar(), serverTLS: serverTLS, stopped: make(chan struct{}),
-		runID: randhex.String(40), started0: time.Now()}
+		runID: randhex.String(40), created: time.Now()}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.replTimeout.Store(int64(cfg.ReplTimeout))
 	var sessions *downstream.Sessions // set below; the history announces changes to it
@@ -108,7 +108,7 @@ func New(cfg Config) (*Server, error) {
 		Shutdown: s.startShutdown, RequirePass: cfg.RequirePass, Users: cfg.Users, ProtectedMode: cfg.ProtectedMode,
 		MaxClients: cfg.MaxClients, ProtoMaxBulkLen: cfg.ProtoMaxBulkLen, ClientQueryBufferLimit: cfg.ClientQueryBufferLimit,
 		Timeout: cfg.Timeout, HandshakeTimeout: cfg.HandshakeTimeout, Version: Version, RunID: s.runID,
-		Started: s.started0, Log: s.log, Rate: s.rate, ConfigFile: cfg.ConfigFile, RewriteConfig: cfg.RewriteConfig,
+		Started: s.created, Log: s.log, Rate: s.rate, ConfigFile: cfg.ConfigFile, RewriteConfig: cfg.RewriteConfig,
 		Settings: cfg.settings(), RefreshMargin: cfg.SnapshotRefreshMargin})
 	if err != nil {
 		h.Close()

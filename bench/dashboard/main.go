@@ -78,7 +78,9 @@ type panel struct {
 	GridPos     struct{ H, W, X, Y int } `json:"gridPos"`
 	FieldConfig struct {
 		Defaults struct {
-			Unit     string `json:"unit"`
+			Unit     string   `json:"unit"`
+			Min      *float64 `json:"min"`
+			Max      *float64 `json:"max"`
 			Mappings []struct {
 				Type    string `json:"type"`
 				Options map[string]struct {

@@ -237,6 +237,12 @@ func drawSeries(c draw.Canvas, p panel, res *results) error {
 		hi = math.Max(hi, 1)
 	}
 	pl.Y.Min, pl.Y.Max = lo, hi*1.08
+	if m := p.FieldConfig.Defaults.Min; m != nil { // as Grafana's axis soft limits: the line is clipped
+		pl.Y.Min = *m
+	}
+	if m := p.FieldConfig.Defaults.Max; m != nil {
+		pl.Y.Max = *m
+	}
 	addThresholds(pl, p)
 	addEvents(pl, res)
 	area := draw.Crop(c, 0, 0, legendH, -16)
