@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/psync-proxy
 PKGS    := ./...
 
-.PHONY: all build deps compat test vet fuzz fuzz-ci bench bench-go demo docker clean
+.PHONY: all build deps compat test vet fuzz fuzz-ci bench bench-go dashboard demo docker clean
 
 all: build
 
@@ -60,6 +60,13 @@ bench: deps
 # bench-go runs the Go micro-benchmarks (backlog, stream scanner) beside a plain copy.
 bench-go:
 	$(GO) test -run='^$$' -bench=. -benchtime=2s ./backlog/ ./resp/
+
+# dashboard renders docs/dashboard/dashboard.png from a real 7-minute run, the dashboard's
+# queries evaluated by a real Prometheus (Debian's prometheus package).
+dashboard: deps
+	@command -v prometheus >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	$(GO) run ./bench/dashboard
 
 demo: deps build
 	bash docs/demo.sh

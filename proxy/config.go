@@ -82,6 +82,16 @@ type Config struct {
 	// Logger receives the log. Default: a no-op logger.
 	Logger *zap.Logger
 
+	// ConfigFile is the config file the proxy was started with, shown in INFO; RewriteConfig
+	// writes the live values of the options into it, by directive name (CONFIG REWRITE). Nil
+	// RewriteConfig: CONFIG REWRITE replies that there is no config file.
+	ConfigFile    string
+	RewriteConfig func(live map[string][]string) error
+	// Settings are options the proxy does not apply itself but reports (bind, port, loglevel,
+	// logfile, ...), by directive name: CONFIG GET shows them and CONFIG REWRITE writes them
+	// back. The TLS options of this Config are added to them.
+	Settings map[string]string
+
 	// Limits on downstream clients (issue 6), with Redis's names.
 	//
 	// MaxClients is Redis's maxclients: a connection beyond it, replicas counted, gets

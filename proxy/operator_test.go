@@ -81,7 +81,7 @@ func TestOperatorSurface(t *testing.T) {
 	if info["repl_backlog_size"] != strconv.Itoa(1<<20) || hist < 1<<20 || hist > 1<<20+slack {
 		t.Fatalf("after CONFIG SET: repl_backlog_size %s histlen %d, want 1 MiB and 1 MiB to 1 MiB + %d", info["repl_backlog_size"], hist, slack)
 	}
-	if out := redisCLI(t, p.port, "-a", pass, "CONFIG", "GET", "repl-backlog-*"); out != "repl-backlog-size\n"+strconv.Itoa(1<<20) {
+	if out := redisCLI(t, p.port, "-a", pass, "CONFIG", "GET", "repl-backlog-*"); out != "repl-backlog-size\n"+strconv.Itoa(1<<20)+"\nrepl-backlog-ttl\n0" {
 		t.Fatalf("CONFIG GET: %q", out)
 	}
 	if out := redisCLI(t, p.port, "-a", pass, "GET", "k"); !strings.Contains(out, "psync-proxy is a replication proxy") {

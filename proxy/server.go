@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,7 @@ import (
 	"github.com/psync-proxy/psync-proxy/proxy/downstream"
 	"github.com/psync-proxy/psync-proxy/proxy/history"
 	"github.com/psync-proxy/psync-proxy/proxy/internal/randhex"
+	"github.com/psync-proxy/psync-proxy/proxy/streamrate"
 	"github.com/psync-proxy/psync-proxy/proxy/upstream"
 )
 
@@ -49,6 +51,13 @@ type Server struct {
 	refresher *upstream.Refresher
 	sessions  *downstream.Sessions
 	port      *clientport.Port
+	rate      *streamrate.Meter // the master's stream rate, sampled by a goroutine of the Server
+	runID     string
+	created   time.Time // when New ran: INFO's and the metrics' uptime
+
+	metricsOnce sync.Once
+	metrics     http.Handler
+	httpServers []*http.Server // ServeMetrics's, closed by the shutdown; guarded by startMu
 
 	// The master link and the refresher run from the first Serve until the shutdown.
 	ctx      context.Context
@@ -71,7 +80,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.Sugar(), serverTLS: serverTLS, stopped: make(chan struct{})}
+	s := &Server{cfg: cfg, log: cfg.Logger.Sugar(), serverTLS: serverTLS, stopped: make(chan struct{}),
+		runID: randhex.String(40), created: time.Now()}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.replTimeout.Store(int64(cfg.ReplTimeout))
 	var sessions *downstream.Sessions // set below; the history announces changes to it
@@ -91,14 +101,16 @@ func New(cfg Config) (*Server, error) {
 		AnnouncePort: cfg.AnnouncePort, OnPublish: sessions.FanOut, SyncRetryMax: cfg.SnapshotRefreshMinInterval,
 		AnnounceVersion: cfg.AnnounceReplicaVersion,
 		OnSnapshot:      func() { s.refresher.SnapshotInstalled() }})
+	s.rate = streamrate.New(streamrate.Window, streamrate.Keep, streamrate.Every)
 	s.refresher = upstream.NewRefresher(upstream.RefreshConfig{Link: s.link, Auto: cfg.SnapshotRefresh == RefreshAuto,
 		Margin: s.refreshMargin, MinInterval: cfg.SnapshotRefreshMinInterval})
 	s.port, err = clientport.New(clientport.Config{History: h, Link: s.link, Refresher: s.refresher, Sessions: sessions,
 		ReplTimeout: s.timeout, SetReplTimeout: func(d time.Duration) { s.replTimeout.Store(int64(d)) },
 		Shutdown: s.startShutdown, RequirePass: cfg.RequirePass, Users: cfg.Users, ProtectedMode: cfg.ProtectedMode,
 		MaxClients: cfg.MaxClients, ProtoMaxBulkLen: cfg.ProtoMaxBulkLen, ClientQueryBufferLimit: cfg.ClientQueryBufferLimit,
-		Timeout: cfg.Timeout, HandshakeTimeout: cfg.HandshakeTimeout, Version: Version, RunID: randhex.String(40),
-		Started: time.Now(), Log: s.log})
+		Timeout: cfg.Timeout, HandshakeTimeout: cfg.HandshakeTimeout, Version: Version, RunID: s.runID,
+		Started: s.created, Log: s.log, Rate: s.rate, ConfigFile: cfg.ConfigFile, RewriteConfig: cfg.RewriteConfig,
+		Settings: cfg.settings(), RefreshMargin: cfg.SnapshotRefreshMargin})
 	if err != nil {
 		h.Close()
 		return nil, err
@@ -153,16 +165,29 @@ func (s *Server) start(ln net.Listener) bool {
 			s.link.SetAnnouncePort(a.Port)
 		}
 	}
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()
 		s.link.Run(s.ctx)
 	}()
 	go func() {
 		defer s.wg.Done()
+		s.rate.Run(s.ctx, streamrate.Every, s.sampleOffset)
+	}()
+	go func() {
+		defer s.wg.Done()
 		s.refresher.Run(s.ctx)
 	}()
 	return true
+}
+
+// sampleOffset is the master's stream offset for the rate meter, which samples it from a
+// goroutine of its own rather than from the master link: the link sleeps in a read while
+// the master is silent, and the rate must fall to zero then; and the link's loop is the hot
+// path of every byte, where a clock read per chunk is not free.
+func (s *Server) sampleOffset() (off int64, epoch uint64, ok bool) {
+	v := s.history.View()
+	return v.End, v.Epoch, v.Backlog
 }
 
 // Shutdown stops the server: the listeners and clients, every replica, the master link; it
@@ -198,6 +223,7 @@ func (s *Server) startShutdown() {
 func (s *Server) shutdown() {
 	defer close(s.stopped)
 	s.port.Close()
+	s.closeMetrics()
 	s.cancel()
 	s.sessions.Close()
 	s.wg.Wait()

@@ -111,3 +111,19 @@ func verifyChain(roots *x509.CertPool) func(tls.ConnectionState) error {
 		return nil
 	}
 }
+
+// settings are Config.Settings with the TLS options, which CONFIG GET reports.
+func (c *Config) settings() map[string]string {
+	out := map[string]string{
+		"tls-cert-file": c.TLSCertFile, "tls-key-file": c.TLSKeyFile, "tls-ca-cert-file": c.TLSCACertFile,
+		"tls-client-cert-file": c.TLSClientCertFile, "tls-client-key-file": c.TLSClientKeyFile,
+		"tls-auth-clients": c.TLSAuthClients, "tls-replication": map[bool]string{true: "yes", false: "no"}[c.TLSReplication],
+	}
+	if out["tls-auth-clients"] == "" {
+		out["tls-auth-clients"] = TLSAuthYes
+	}
+	for k, v := range c.Settings {
+		out[k] = v
+	}
+	return out
+}

@@ -24,6 +24,9 @@ import (
 )
 
 func main() {
+	if isAdvise(os.Args[1:]) {
+		os.Exit(advise(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	os.Exit(run(os.Args[1:], os.Stderr))
 }
 
@@ -62,6 +65,11 @@ type options struct {
 	confFile string
 	origin   map[string]redisconf.Directive
 	warnings []string
+	// fromEnv names the directives whose value came from the environment (passwords):
+	// CONFIG REWRITE leaves them out of the file.
+	fromEnv map[string]bool
+
+	metricsListen string
 }
 
 // parse reads the command line: an optional config file, then flags, which win over it.
@@ -81,11 +89,14 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 		}
 	}
 	// Secrets from the environment keep them out of ps output.
+	o.fromEnv = map[string]bool{}
 	if o.masterAuth == "" {
 		o.masterAuth = os.Getenv("PSYNC_PROXY_MASTERAUTH")
+		o.fromEnv["masterauth"] = o.masterAuth != ""
 	}
 	if o.reqPass == "" {
 		o.reqPass = os.Getenv("PSYNC_PROXY_REQUIREPASS")
+		o.fromEnv["requirepass"] = o.reqPass != ""
 	}
 	return o, nil
 }
@@ -144,6 +155,7 @@ func (o *options) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.tlsClientKey, "tls-client-key-file", "", "`file`: the private key of --tls-client-cert-file")
 	fs.StringVar(&o.tlsAuthClients, "tls-auth-clients", "yes", "`yes|no|optional`: whether TLS clients must present a certificate signed by --tls-ca-cert-file")
 	fs.StringVar(&o.tlsReplication, "tls-replication", "no", "`yes|no`: connect to the master with TLS")
+	fs.StringVar(&o.metricsListen, "metrics-listen", "", "`host:port` serving Prometheus metrics on /metrics and health checks on /healthz and /readyz (\"\": none)")
 	return fs
 }
 
@@ -257,6 +269,8 @@ func run(args []string, stderr io.Writer) int {
 		log.Warn(w)
 	}
 	cfg.Logger = log
+	cfg.Settings = o.settings()
+	cfg.ConfigFile, cfg.RewriteConfig = o.rewriteHook()
 	cfg.MaxClients = adjustOpenFilesLimit(cfg.MaxClients, log.Sugar())
 	plain, secure, err := listen(o)
 	if err != nil {
@@ -275,18 +289,27 @@ func run(args []string, stderr io.Writer) int {
 		log.Error("Cannot listen", zap.Error(err))
 		return 1
 	}
+	metricsLn, err := listenMetrics(o.metricsListen)
+	if err != nil {
+		closeAll(lns...)
+		log.Error("Cannot listen", zap.Error(err))
+		return 1
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	log.Sugar().Infof("psync-proxy %s starting, pid %d", proxy.Version, os.Getpid())
-	return serve(ctx, srv, lns, log)
+	return serve(ctx, srv, lns, metricsLn, log)
 }
 
-// serve runs srv on every listener until a signal or a client's SHUTDOWN, or until a
-// listener fails, then shuts it down.
-func serve(ctx context.Context, srv *proxy.Server, lns []net.Listener, log *zap.Logger) int {
-	errc := make(chan error, len(lns))
+// serve runs srv on every listener, and its metrics on metricsLn unless nil, until a signal
+// or a client's SHUTDOWN, or until a listener fails, then shuts it down.
+func serve(ctx context.Context, srv *proxy.Server, lns []net.Listener, metricsLn net.Listener, log *zap.Logger) int {
+	errc := make(chan error, len(lns)+1)
 	for _, ln := range lns {
 		go func() { errc <- srv.Serve(ln) }()
+	}
+	if metricsLn != nil {
+		go func() { errc <- srv.ServeMetrics(metricsLn) }()
 	}
 	code := 0
 	select {
@@ -299,6 +322,18 @@ func serve(ctx context.Context, srv *proxy.Server, lns []net.Listener, log *zap.
 	}
 	srv.Shutdown(context.Background())
 	return code
+}
+
+// listenMetrics opens --metrics-listen's socket; nil when it is not set.
+func listenMetrics(addr string) (net.Listener, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-listen: %w", err)
+	}
+	return ln, nil
 }
 
 // listen opens the plain and TLS sockets the options ask for; either may be nil.
@@ -411,6 +446,9 @@ func (o *options) config() (proxy.Config, error) {
 	}
 	if _, _, err := o.listenAddrs(); err != nil {
 		return proxy.Config{}, err
+	}
+	if _, _, err := net.SplitHostPort(o.metricsListen); o.metricsListen != "" && err != nil {
+		return proxy.Config{}, fmt.Errorf("--metrics-listen: %w", err)
 	}
 	users, err := o.userList()
 	if err != nil {

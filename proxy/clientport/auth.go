@@ -232,6 +232,10 @@ func cmdHello(x *call) {
 				i += 2
 			case strings.EqualFold(string(args[i]), "setname") && i+1 < len(args):
 				i++
+				if !x.c.setName(string(args[i])) {
+					conn.WriteError("ERR Client names cannot contain spaces, newlines or special characters.")
+					return
+				}
 			default:
 				conn.WriteError("ERR Syntax error in HELLO option '" + truncate(string(args[i]), 64) + "'")
 				return

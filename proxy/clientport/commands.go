@@ -11,7 +11,8 @@ import (
 type client struct {
 	id   int64
 	conn *clientConn
-	user *account // nil until AUTH when a password is required
+	info clientInfo // for CLIENT LIST and CLIENT KILL (clients.go)
+	user *account   // nil until AUTH when a password is required
 	// denied is a TLS client refused by protected mode: it gets -DENIED on its first command,
 	// because the accept callback must not wait for a TLS handshake.
 	denied bool
@@ -30,6 +31,8 @@ type call struct {
 	conn redcon.Conn
 	name string   // lower case
 	args [][]byte // after the name
+	// closeAfterReply: the client killed itself (CLIENT KILL), closed once replied to.
+	closeAfterReply bool
 }
 
 // command is one row of the command table: dispatch, the arity and permission checks and the
@@ -61,7 +64,9 @@ var commands = []command{
 	{name: "config", arity: -2, subPerm: map[string]perm{"set": permAdmin, "resetstat": permAdmin, "rewrite": permAdmin},
 		run: cmdConfig},
 	{name: "command", arity: -1, run: cmdCommand},
-	{name: "client", arity: -2, run: cmdClient},
+	{name: "client", arity: -2, subPerm: map[string]perm{"kill": permAdmin}, run: cmdClient},
+	{name: "latency", arity: -2, subPerm: map[string]perm{"reset": permAdmin}, run: cmdLatency},
+	{name: "slowlog", arity: -2, subPerm: map[string]perm{"reset": permAdmin}, run: cmdSlowlog},
 	{name: "select", arity: 2, run: cmdSelect},
 	{name: "quit", arity: -1, noAuth: true, run: func(x *call) { x.conn.WriteString("OK"); x.conn.Close() }},
 	{name: "shutdown", arity: -1, perm: permAdmin, run: cmdShutdown},
@@ -90,8 +95,12 @@ var unknownText = func() string {
 // handle runs one downstream command. Replies are queued and flushed by redcon per pipeline.
 func (p *Port) handle(conn redcon.Conn, cmd redcon.Command) {
 	c := conn.Context().(*client)
-	defer func() { c.conn.commandDone(c.user != nil) }()
+	defer func() {
+		c.conn.commandDone(c.user != nil)
+		c.noteUser()
+	}()
 	x := &call{p: p, c: c, conn: conn, name: strings.ToLower(string(cmd.Args[0])), args: cmd.Args[1:]}
+	c.touch(x.name, x.args)
 	if c.denied {
 		conn.WriteError(protectedModeMsg)
 		conn.Close()
@@ -179,17 +188,4 @@ func cmdShutdown(x *call) {
 	x.p.log.Warn("User requested shutdown...")
 	x.conn.Close()
 	x.p.cfg.Shutdown()
-}
-
-func cmdClient(x *call) {
-	switch strings.ToLower(string(x.args[0])) {
-	case "setname", "setinfo":
-		x.conn.WriteString("OK")
-	case "getname":
-		x.conn.WriteNull()
-	case "id":
-		x.conn.WriteInt64(x.c.id)
-	default:
-		x.conn.WriteError("ERR psync-proxy supports only CLIENT SETNAME, SETINFO, GETNAME and ID")
-	}
 }

@@ -9,11 +9,17 @@ import (
 	"time"
 )
 
-// param is one CONFIG GET/SET parameter, with redis.conf's name.
+// param is one CONFIG GET/SET parameter, with redis.conf's name, which is also its
+// directive in a config file (CONFIG REWRITE).
 type param struct {
 	name string
 	get  func(p *Port) string
 	set  func(p *Port, v string) error // nil: read-only
+	// secret values (passwords) are shown only to users with the admin permission.
+	secret bool
+	// args is the value as the directive's arguments, when it is not the one word of get
+	// (replicaof's host and port).
+	args func(p *Port) []string
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
@@ -25,15 +31,15 @@ var params = []param{
 	{name: "repl-backlog-size", get: func(p *Port) string { return itoa(p.cfg.History.BacklogSize()) }, set: setBacklogSize},
 	{name: "repl-timeout", get: func(p *Port) string { return seconds(p.cfg.ReplTimeout()) }, set: setReplTimeout},
 	{name: "dir", get: func(p *Port) string { return p.cfg.History.Dir() }},
-	{name: "replicaof", get: func(p *Port) string {
-		host, port := p.cfg.Link.Master().HostPort()
-		return host + " " + strconv.Itoa(port)
-	}},
+	{name: "replicaof", get: func(p *Port) string { return strings.Join(masterArgs(p), " ") }, args: masterArgs},
 	{name: "masteruser", get: func(p *Port) string { return p.cfg.Link.Master().User }},
+	{name: "masterauth", get: func(p *Port) string { return p.cfg.Link.Master().Password }, secret: true},
+	{name: "requirepass", get: func(p *Port) string { return p.cfg.RequirePass }, secret: true},
 	{name: "protected-mode", get: func(p *Port) string { return yesNo(p.cfg.ProtectedMode) }},
 	{name: "replica-priority", get: func(p *Port) string { return "0" }},
 	{name: "snapshot-refresh", get: func(p *Port) string { return refreshPolicy(p.cfg.Refresher) }},
-	{name: "snapshot-refresh-margin", get: func(p *Port) string { return itoa(p.cfg.Refresher.Margin()) }},
+	// As configured: 0 is a quarter of repl-backlog-size.
+	{name: "snapshot-refresh-margin", get: func(p *Port) string { return itoa(p.cfg.RefreshMargin) }},
 	{name: "snapshot-refresh-min-interval", get: func(p *Port) string { return seconds(p.cfg.Refresher.MinInterval()) }},
 	{name: "max-concurrent-full-syncs", get: func(p *Port) string {
 		return strconv.Itoa(p.cfg.Sessions.Limits().MaxConcurrentFullSyncs)
@@ -45,6 +51,34 @@ var params = []param{
 	{name: "client-query-buffer-limit", get: func(p *Port) string { return itoa(p.cfg.ClientQueryBufferLimit) }},
 	{name: "timeout", get: func(p *Port) string { return seconds(p.cfg.Timeout) }},
 	{name: "handshake-timeout", get: func(p *Port) string { return seconds(p.cfg.HandshakeTimeout) }},
+	// The backlog's storage, read-only.
+	{name: "repl-backlog-ttl", get: func(p *Port) string { return seconds(p.cfg.History.Options().BacklogTTL) }},
+	{name: "backlog-mode", get: func(p *Port) string { return map[bool]string{true: "disk", false: "memory"}[p.cfg.History.Disk()] }},
+	{name: "backlog-fsync", get: func(p *Port) string { return p.cfg.History.Options().Fsync.String() }},
+	{name: "backlog-ram-tail", get: func(p *Port) string { return itoa(p.cfg.History.Options().RAMTail) }},
+}
+
+// masterArgs is the master followed now, as replicaof's arguments.
+func masterArgs(p *Port) []string {
+	host, port := p.cfg.Link.Master().HostPort()
+	return []string{host, strconv.Itoa(port)}
+}
+
+// allParams is the table, then the options the port only reports (Config.Settings), by name.
+func (p *Port) allParams() []param {
+	out := slices.Clone(params)
+	var extra []string
+	for name := range p.cfg.Settings {
+		if !slices.ContainsFunc(params, func(c param) bool { return c.name == name }) {
+			extra = append(extra, name)
+		}
+	}
+	slices.Sort(extra)
+	for _, name := range extra {
+		v := p.cfg.Settings[name]
+		out = append(out, param{name: name, get: func(*Port) string { return v }})
+	}
+	return out
 }
 
 func setBacklogSize(p *Port, v string) error {
@@ -74,8 +108,12 @@ func configName(name string) string {
 	switch name = strings.ToLower(name); name {
 	case "backlog-size":
 		return "repl-backlog-size"
-	case "slaveof":
+	case "slaveof", "master":
 		return "replicaof"
+	case "backlog-ttl":
+		return "repl-backlog-ttl"
+	case "log-level":
+		return "loglevel"
 	case "slave-priority":
 		return "replica-priority"
 	}
@@ -92,7 +130,7 @@ func cmdConfig(x *call) {
 		x.p.resetStats()
 		x.conn.WriteString("OK")
 	case "rewrite":
-		x.conn.WriteError("ERR The server is running without a config file")
+		configRewrite(x)
 	default:
 		x.conn.WriteError("ERR unknown subcommand '" + truncate(string(x.args[0]), 64) + "'. Try CONFIG GET, SET, RESETSTAT.")
 	}
@@ -104,10 +142,15 @@ func configGet(x *call) {
 		return
 	}
 	var out []string
-	for _, prm := range params {
+	admin := x.c.user != nil && x.c.user.perms&permAdmin != 0
+	for _, prm := range x.p.allParams() {
 		for _, pat := range x.args[1:] {
 			if ok, _ := path.Match(configName(string(pat)), prm.name); ok {
-				out = append(out, prm.name, prm.get(x.p))
+				v := prm.get(x.p)
+				if prm.secret && !admin {
+					v = ""
+				}
+				out = append(out, prm.name, v)
 				break
 			}
 		}
@@ -126,12 +169,17 @@ func configSet(x *call) {
 	}
 	for i := 1; i < len(args); i += 2 {
 		name := configName(string(args[i]))
-		idx := slices.IndexFunc(params, func(c param) bool { return c.name == name })
-		if idx < 0 || params[idx].set == nil {
+		all := x.p.allParams()
+		idx := slices.IndexFunc(all, func(c param) bool { return c.name == name })
+		if idx < 0 {
 			x.conn.WriteError("ERR Unknown option or number of arguments for CONFIG SET - '" + truncate(string(args[i]), 64) + "'")
 			return
 		}
-		if err := params[idx].set(x.p, string(args[i+1])); err != nil {
+		if all[idx].set == nil {
+			x.conn.WriteError("ERR CONFIG SET failed (possibly related to argument '" + name + "') - can't set immutable config")
+			return
+		}
+		if err := all[idx].set(x.p, string(args[i+1])); err != nil {
 			x.conn.WriteError("ERR CONFIG SET failed (possibly related to argument '" + name + "') - " + err.Error())
 			return
 		}

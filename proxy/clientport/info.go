@@ -24,11 +24,15 @@ type infoSection struct {
 var infoSections = []infoSection{
 	{name: "server", render: (*Port).infoServer},
 	{name: "clients", render: (*Port).infoClients},
+	{name: "memory", render: (*Port).infoMemory},
+	{name: "persistence", render: (*Port).infoPersistence},
 	{name: "replication", render: (*Port).infoReplication},
-	// Memory mode's default INFO stays as it was; INFO backlog shows the section anyway.
-	{name: "backlog", byDefault: func(p *Port) bool { return p.cfg.History.Disk() }, render: (*Port).infoBacklog},
+	{name: "backlog", render: (*Port).infoBacklog},
 	{name: "snapshot", render: (*Port).infoSnapshot},
 	{name: "stats", render: (*Port).infoStats},
+	{name: "cpu", render: (*Port).infoCPU},
+	// No Keyspace: the proxy holds no database, and an empty section would not stop
+	// exporters from inventing them (CONFIG GET databases is empty too).
 }
 
 // cmdInfo answers INFO [section ...] with Redis's field names and "# Section" headers.
@@ -62,6 +66,7 @@ func oneZero(v bool) int { return map[bool]int{true: 1, false: 0}[v] }
 func (p *Port) infoServer(b *strings.Builder) {
 	up := time.Since(p.cfg.Started)
 	b.WriteString("# Server\r\n")
+	field(b, "redis_version", RedisVersion)
 	field(b, "psync_proxy_version", p.cfg.Version)
 	field(b, "redis_mode", "standalone")
 	field(b, "os", runtime.GOOS+" "+runtime.GOARCH)
@@ -70,8 +75,12 @@ func (p *Port) infoServer(b *strings.Builder) {
 	field(b, "process_id", os.Getpid())
 	field(b, "run_id", p.cfg.RunID)
 	field(b, "tcp_port", p.cfg.Link.AnnouncePort())
+	field(b, "server_time_usec", time.Now().UnixMicro())
 	field(b, "uptime_in_seconds", int64(up.Seconds()))
 	field(b, "uptime_in_days", int64(up.Hours()/24))
+	exe, _ := os.Executable()
+	field(b, "executable", exe)
+	field(b, "config_file", p.cfg.ConfigFile)
 }
 
 func (p *Port) infoClients(b *strings.Builder) {
@@ -99,17 +108,8 @@ func (p *Port) infoStats(b *strings.Builder) {
 func (p *Port) infoSnapshot(b *strings.Builder) {
 	hs, rs, ss := p.cfg.History.Status(), p.cfg.Refresher.Status(), p.cfg.Sessions.Stats()
 	snap := hs.Snapshot
-	state := "none"
-	switch {
-	case p.cfg.Link.Status().State == upstream.StateSync:
-		state = "receiving"
-	case rs.Refreshing:
-		state = "refreshing"
-	case snap != nil:
-		state = "ready"
-	}
 	b.WriteString("# Snapshot\r\n")
-	field(b, "snapshot_state", state)
+	field(b, "snapshot_state", p.SnapshotState())
 	if snap != nil {
 		field(b, "snapshot_replid", snap.Replid)
 		field(b, "snapshot_offset", snap.Offset)
@@ -136,6 +136,23 @@ func (p *Port) infoSnapshot(b *strings.Builder) {
 	lim := p.cfg.Sessions.Limits()
 	field(b, "max_concurrent_full_syncs", lim.MaxConcurrentFullSyncs)
 	field(b, "full_sync_rate_limit", lim.FullSyncRateLimit)
+}
+
+// Snapshot states, as INFO snapshot_state names them.
+var SnapshotStates = []string{"none", "receiving", "refreshing", "ready"}
+
+// SnapshotState is the cached snapshot's state: none, receiving (the master link is
+// receiving one), refreshing (a second connection is fetching a new one) or ready.
+func (p *Port) SnapshotState() string {
+	switch {
+	case p.cfg.Link.Status().State == upstream.StateSync:
+		return "receiving"
+	case p.cfg.Refresher.Status().Refreshing:
+		return "refreshing"
+	case p.cfg.History.Snapshot() != nil:
+		return "ready"
+	}
+	return "none"
 }
 
 func refreshPolicy(r *upstream.Refresher) string {
@@ -190,10 +207,7 @@ func (p *Port) infoReplication(b *strings.Builder) {
 	field(b, "replica_announced", 1)
 	field(b, "connected_slaves", len(replicas))
 	for i, r := range replicas {
-		lag := int64(0)
-		if r.State == "online" {
-			lag = int64(now.Sub(r.LastAck).Seconds())
-		}
+		lag := int64(r.Lag(now).Seconds())
 		fmt.Fprintf(b, "slave%d:ip=%s,port=%d,state=%s,offset=%d,lag=%d\r\n", i, r.IP, r.Port, r.State, r.Offset, lag)
 	}
 	field(b, "master_failover_state", "no-failover")
@@ -227,16 +241,19 @@ func cmdRole(x *call) {
 	x.conn.WriteInt64(off)
 }
 
-// infoBacklog describes the backlog's storage: its mode and, in disk mode, the files, the
-// oldest offset kept and the last storage (write or fsync) error, "" when none.
+// infoBacklog describes the backlog: its mode, the stream rate and what the backlog covers
+// at it (infoBacklogRate), and in disk mode the files, the oldest offset kept and the last
+// storage (write or fsync) error, "" when none.
 func (p *Port) infoBacklog(b *strings.Builder) {
 	h := p.cfg.History
 	b.WriteString("# Backlog\r\n")
 	if !h.Disk() {
 		field(b, "backlog_mode", "memory")
+		p.infoBacklogRate(b)
 		return
 	}
 	field(b, "backlog_mode", "disk")
+	p.infoBacklogRate(b)
 	opt := h.Options()
 	st := h.Status().Storage
 	field(b, "backlog_fsync", opt.Fsync.String())

@@ -17,6 +17,7 @@ import (
 
 	"github.com/psync-proxy/psync-proxy/proxy/downstream"
 	"github.com/psync-proxy/psync-proxy/proxy/history"
+	"github.com/psync-proxy/psync-proxy/proxy/streamrate"
 	"github.com/psync-proxy/psync-proxy/proxy/upstream"
 )
 
@@ -45,6 +46,19 @@ type Config struct {
 	Version, RunID         string
 	Started                time.Time
 	Log                    *zap.SugaredLogger
+	// Rate measures the master's stream rate for INFO backlog; the Server samples it.
+	Rate *streamrate.Meter
+	// ConfigFile is the config file the proxy was started with (INFO config_file), and
+	// RewriteConfig writes live values into it, by directive name (CONFIG REWRITE); nil
+	// without a file.
+	ConfigFile    string
+	RewriteConfig func(live map[string][]string) error
+	// Settings are the values of options the port does not apply itself (bind, port,
+	// loglevel, tls-cert-file, ...), by directive name: CONFIG GET shows them, read-only, and
+	// CONFIG REWRITE writes them back.
+	Settings map[string]string
+	// RefreshMargin is snapshot-refresh-margin as configured (0: a quarter of the backlog).
+	RefreshMargin int64
 }
 
 // Port serves the client port on any number of listeners.
@@ -56,7 +70,10 @@ type Port struct {
 
 	nextID  atomic.Int64
 	clients atomic.Int64 // connected clients, replicas included
+	reg     registry     // the clients, replicas included (clients.go)
 	stats   portStats
+
+	rewriteMu sync.Mutex // one CONFIG REWRITE at a time
 
 	mu      sync.Mutex
 	servers []*redcon.Server
@@ -133,6 +150,7 @@ func (p *Port) accept(rc redcon.Conn) bool {
 		return false
 	}
 	c := &client{id: p.nextID.Add(1), conn: cc, user: p.auth.initial()}
+	c.info.init(cc.Conn.Conn)
 	if p.cfg.ProtectedMode && !p.auth.required && !isLoopback(rc.RemoteAddr()) {
 		p.stats.rejected.Add(1)
 		if !cc.IsTLS() {
@@ -143,6 +161,8 @@ func (p *Port) accept(rc redcon.Conn) bool {
 		c.denied = true
 	}
 	p.clients.Add(1)
+	c.noteUser()
+	p.reg.add(c)
 	rc.SetContext(c)
 	return true
 }
@@ -170,6 +190,9 @@ func (p *Port) closedConn(rc redcon.Conn, err error) {
 		return
 	}
 	p.clients.Add(-1)
+	if c, ok := rc.Context().(*client); ok {
+		p.reg.remove(c)
+	}
 	cc := rc.NetConn().(*clientConn)
 	if err != nil && cc.HandshakeFailed() {
 		p.log.Warnf("Error accepting a client connection: %v (addr=%s)", err, rc.RemoteAddr())

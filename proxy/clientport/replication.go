@@ -97,6 +97,11 @@ func cmdSync(x *call) {
 	rep := downstream.Replica{ID: c.id, IP: c.ipAddress, Port: c.listeningPort,
 		CapaEOF: c.capaEOF, CapaPsync2: c.capaPsync2, RDBOnly: c.rdbOnly}
 	c.conn.becomeReplica()
+	c.info.replica.Store(true)
 	dc := x.conn.Detach()
-	x.p.cfg.Sessions.Start(dc, c.conn.Conn, rep, req, func() { x.p.clients.Add(-1) })
+	p := x.p
+	p.cfg.Sessions.Start(dc, c.conn.Conn, rep, req, func() {
+		p.clients.Add(-1)
+		p.reg.remove(c)
+	})
 }

@@ -30,8 +30,11 @@ type View struct {
 	SecondOff       int64  // the first offset that does not belong to Replid2; -1: none
 	// Backlog is whether the current history has a backlog; First and End are its bounds
 	// (First == End+1 when empty) and Size its retention.
-	Backlog            bool
-	First, End, Size   int64
+	Backlog          bool
+	First, End, Size int64
+	// Epoch numbers the backlogs the history has had: offsets are contiguous only within
+	// one epoch (a full resync upstream starts a new one, a new replication ID does not).
+	Epoch              uint64
 	Snapshot           bool  // a checked snapshot of this history is cached
 	SnapshotOffset     int64 // its offset S: it needs the stream from S+1
 	Arriving           bool  // a first snapshot is arriving on the master link

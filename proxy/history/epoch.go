@@ -77,6 +77,7 @@ func (h *History) InstallEpoch(replid string, off int64, snap *Snapshot) (backlo
 	} else {
 		h.bl = bl
 	}
+	h.epoch++
 	h.newHistoryLocked()
 	return bl, err
 }

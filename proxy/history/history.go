@@ -66,6 +66,7 @@ type History struct {
 	snap            *Snapshot       // nil when no valid snapshot of this history is cached
 	arriving        *Arriving       // the snapshot the master link is receiving, once its payload started
 	gen             uint64          // bumped at each change that OnChange announces
+	epoch           uint64          // bumped each time bl is replaced (View.Epoch)
 	changed         wake.Broadcast  // any change of the fields above
 }
 
@@ -134,6 +135,7 @@ func (h *History) restore(snap *Snapshot, rec backlog.Recovery) error {
 			h.replid2 = ZeroReplid
 		}
 		h.snap, h.bl = snap, rec.Backlog
+		h.epoch++
 		h.log.Infof("Recovered the disk backlog: %s offsets %d to %d (%d bytes in %d segments), %d torn bytes dropped, %d segments discarded; replid2 %s up to %d; snapshot %s:%d",
 			st.Replid, rec.First, rec.End, rec.End-rec.First+1, rec.Segments, rec.Dropped, rec.Discarded,
 			h.replid2, h.secondOff, snap.Replid, snap.Offset)
@@ -150,6 +152,7 @@ func (h *History) restore(snap *Snapshot, rec backlog.Recovery) error {
 		return fmt.Errorf("starting the backlog at snapshot %s:%d: %w", snap.Replid, snap.Offset, err)
 	}
 	h.replid, h.snap, h.bl = snap.Replid, snap, bl
+	h.epoch++
 	h.log.Infof("Loaded snapshot %s:%d (%d bytes) from %s", snap.Replid, snap.Offset, snap.Size, h.dir)
 	return nil
 }
@@ -201,7 +204,7 @@ func (h *History) View() View {
 }
 
 func (h *History) viewLocked() View {
-	v := View{Replid: h.replid, Replid2: h.replid2, SecondOff: h.secondOff, Size: h.size.Load()}
+	v := View{Replid: h.replid, Replid2: h.replid2, SecondOff: h.secondOff, Size: h.size.Load(), Epoch: h.epoch}
 	if h.bl != nil {
 		v.Backlog = true
 		v.First, v.End = h.bl.Bounds()

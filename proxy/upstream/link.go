@@ -56,6 +56,8 @@ type Link struct {
 	lim   resp.Limits
 	gate  *syncGate    // paces the requests for an RDB, shared with the refresher
 	netIn atomic.Int64 // stream and RDB bytes received (total_net_repl_input_bytes)
+	// masterChanges counts Follows to another address (the metrics' master changes).
+	masterChanges atomic.Int64
 
 	lastIO       atomic.Int64 // unix nanoseconds of the last byte from the master; 0: never
 	transferRead atomic.Int64 // bytes of the RDB payload received so far
@@ -109,6 +111,9 @@ func (l *Link) Master() Master {
 // goes to m with the history the proxy holds (PSYNC <replid> <offset>).
 func (l *Link) Follow(m Master) {
 	l.mu.Lock()
+	if m.Addr != l.master.Addr {
+		l.masterChanges.Add(1)
+	}
 	l.master = m
 	if l.cur != nil {
 		l.cur.Close()
@@ -216,6 +221,7 @@ type Status struct {
 	// and the bytes received.
 	TransferSize, TransferRead int64
 	NetIn                      int64
+	MasterChanges              int64 // Follows to another master since start
 }
 
 // Up reports whether the link streams.
@@ -231,6 +237,7 @@ func (l *Link) Status() Status {
 	}
 	s.TransferRead = l.transferRead.Load()
 	s.NetIn = l.netIn.Load()
+	s.MasterChanges = l.masterChanges.Load()
 	return s
 }
 
