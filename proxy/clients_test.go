@@ -114,7 +114,8 @@ func TestExporterStyleScrape(t *testing.T) {
 		"master_link_status": true, "master_failover_state": true, "master_replid": true, "master_replid2": true,
 		"maxmemory_policy": true, "mem_allocator": true, "rdb_last_bgsave_status": true, "aof_last_bgrewrite_status": true,
 		"aof_last_write_status": true, "backlog_mode": true, "snapshot_state": true, "snapshot_replid": true,
-		"snapshot_refresh_policy": true, "snapshot_last_refresh_status": true}
+		"snapshot_refresh_policy": true, "snapshot_last_refresh_status": true, "master_sync_last_error": true,
+		"backlog_last_fsync_error": true}
 	section, sections := "", map[string]int{}
 	for _, line := range strings.Split(v.String(), "\n") {
 		line = strings.TrimSpace(line)

@@ -33,6 +33,7 @@ var params = []param{
 	{name: "dir", get: func(p *Port) string { return p.cfg.History.Dir() }},
 	{name: "replicaof", get: func(p *Port) string { return strings.Join(masterArgs(p), " ") }, args: masterArgs},
 	{name: "masteruser", get: func(p *Port) string { return p.cfg.Link.Master().User }},
+	{name: "announce-replica-version", get: func(p *Port) string { return p.cfg.Link.AnnounceVersion() }},
 	{name: "masterauth", get: func(p *Port) string { return p.cfg.Link.Master().Password }, secret: true},
 	{name: "requirepass", get: func(p *Port) string { return p.cfg.RequirePass }, secret: true},
 	{name: "protected-mode", get: func(p *Port) string { return yesNo(p.cfg.ProtectedMode) }},

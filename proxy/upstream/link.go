@@ -97,6 +97,9 @@ func NewLink(cfg Config) *Link {
 // SetAnnouncePort sets the port sent as REPLCONF listening-port. Call it before Run.
 func (l *Link) SetAnnouncePort(port int) { l.cfg.AnnouncePort = port }
 
+// AnnounceVersion is the version sent as REPLCONF version; "" for none.
+func (l *Link) AnnounceVersion() string { return l.cfg.AnnounceVersion }
+
 // AnnouncePort is the port sent as REPLCONF listening-port.
 func (l *Link) AnnouncePort() int { return l.cfg.AnnouncePort }
 
