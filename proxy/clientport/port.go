@@ -31,6 +31,9 @@ type Config struct {
 	SetReplTimeout func(time.Duration)
 	// Shutdown starts the proxy's shutdown (SHUTDOWN); it must not wait for it.
 	Shutdown func()
+	// Follow makes addr the master (REPLICAOF), saying who asked, and reports whether it
+	// changed; false when addr is the master followed now.
+	Follow func(addr, source, who string) bool
 
 	RequirePass   string
 	Users         []User
@@ -57,6 +60,8 @@ type Port struct {
 	nextID  atomic.Int64
 	clients atomic.Int64 // connected clients, replicas included
 	stats   portStats
+
+	pubsub hub // SUBSCRIBE and PUBLISH (pubsub.go)
 
 	mu      sync.Mutex
 	servers []*redcon.Server
@@ -118,6 +123,7 @@ func (p *Port) Close() {
 	for _, srv := range servers {
 		srv.Close()
 	}
+	p.pubsub.close()
 }
 
 const protectedModeMsg = "DENIED psync-proxy is running in protected mode because protected mode is enabled and no password is set. " +

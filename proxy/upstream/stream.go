@@ -71,6 +71,7 @@ func (l *Link) psync(s *session) (backlog.Backlog, error) {
 	if err != nil {
 		return nil, err
 	}
+	l.noteAnswer(ans.full, !full)
 	if ans.full {
 		l.log.Infof("Full resync from master: %s:%d", ans.replid, ans.offset)
 		return l.fullSync(s, ans.replid, ans.offset)
