@@ -148,13 +148,16 @@ type proxyProc struct {
 	runs   int
 }
 
-// startProxyProc runs the binary with --master master on a free loopback port and a fresh
-// --dir, plus extra options. t.Cleanup kills it.
+// startProxyProc runs the binary with --master master (unless "") on a free loopback port
+// and a fresh --dir, plus extra options. t.Cleanup kills it.
 func startProxyProc(t *testing.T, bin, master string, extra ...string) *proxyProc {
 	t.Helper()
 	pp := &proxyProc{t: t, bin: bin, addr: "127.0.0.1:" + strconv.Itoa(redistest.FreePort(t)),
 		logPath: filepath.Join(t.TempDir(), "psync-proxy.log")}
-	pp.args = append([]string{"--master", master, "--listen", pp.addr, "--dir", t.TempDir()}, extra...)
+	pp.args = append([]string{"--listen", pp.addr, "--dir", t.TempDir()}, extra...)
+	if master != "" { // "": found through --sentinel in extra
+		pp.args = append([]string{"--master", master}, pp.args...)
+	}
 	f, err := os.Create(pp.logPath)
 	if err != nil {
 		t.Fatal(err)

@@ -153,7 +153,7 @@ func (s *Server) saveMaster(addr, source, who string) {
 func (s *Server) watchSentinels(ctx context.Context) {
 	err := s.watcher.Run(ctx, func(addr, why string) {
 		if !s.follow(addr, "sentinel", why) {
-			s.log.Debugf("Sentinel names MASTER %s, the master followed now (%s)", addr, why)
+			s.log.Infof("Sentinel names MASTER %s, the master followed now: nothing to do (%s)", addr, why)
 		}
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {

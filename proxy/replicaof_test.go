@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -248,5 +249,54 @@ func checkMasterState(t *testing.T, dir, want string) {
 	var st struct{ Master, Source string }
 	if err := json.Unmarshal(b, &st); err != nil || st.Master != want {
 		t.Errorf("master.json: %s (%v), want master %s", b, err, want)
+	}
+}
+
+// A failover under write load where the promoted replica had not received everything the
+// proxy had: R0 replicates through a link paced to 256 KB/s and lags while the proxy keeps
+// up; the master dies, R0 is promoted, and the proxy is pointed at it. The proxy holds bytes
+// R0's history never had, so R0 refuses to continue it: the proxy full-syncs from R0 (the
+// only correct answer) and its replicas full-sync from the new snapshot, all ending equal
+// to R0.
+func TestFailoverProxyAhead(t *testing.T) {
+	m := redistest.Start(t, "--repl-ping-replica-period", "3600")
+	slow := startThrottledForwarder(t, m.Addr(), 256<<10)
+	_, slowPort, _ := net.SplitHostPort(slow.ln.Addr().String())
+	r0 := redistest.Start(t, "--replicaof", "127.0.0.1", slowPort)
+	p := startProxy(t, m, proxy.Config{BacklogSize: 64 << 20})
+	replicas := []*redistest.Server{redistest.Start(t, p.replicaArgs()...), redistest.Start(t, p.replicaArgs()...)}
+	redistest.WriteBytes(t, m, 128<<10)
+	redistest.WaitInSync(t, syncTimeout, m, append(replicas, r0)...)
+
+	redistest.WriteBytes(t, m, 4<<20) // about 16 s of R0's link
+	end := m.Info(t, "replication")["master_repl_offset"]
+	redistest.Eventually(t, syncTimeout, func() error {
+		if got := p.info("replication")["master_repl_offset"]; got != end {
+			return errString("proxy at " + got + ", master at " + end)
+		}
+		return nil
+	})
+	slow.retarget("") // R0 keeps what it got
+	m.Kill(t)
+	r0.ReplicaOf(t, "")
+	ri := r0.Info(t, "replication")
+	if atoi64(ri["second_repl_offset"])-1 >= atoi64(end) {
+		t.Fatalf("R0 was promoted at offset %s, not behind the proxy's %s: the link was not slow enough", ri["second_repl_offset"], end)
+	}
+	t.Logf("R0 promoted at offset %d, %d bytes behind the proxy", atoi64(ri["second_repl_offset"])-1, atoi64(end)-atoi64(ri["second_repl_offset"])+1)
+	if got := p.do("REPLICAOF", "127.0.0.1", strconv.Itoa(r0.Port)); got != "OK" {
+		t.Fatalf("REPLICAOF: %q", got)
+	}
+	r0.MustDo(t, "SET", "after", "failover")
+	redistest.WriteBytes(t, r0, 256<<10)
+	redistest.WaitInSync(t, syncTimeout, r0, replicas...)
+	checkProxyChanges(t, p, 1, 0, 1)
+	if n := stat(t, r0, "sync_full"); n != 1 {
+		t.Errorf("R0 sync_full = %d, want 1 (the proxy's)", n)
+	}
+	for i, r := range replicas {
+		if n := r.CountLog(t, "Full resync from master"); n != 2 {
+			t.Errorf("replica %d: %d full resyncs, want 2 (the first, and from the new snapshot)", i, n)
+		}
 	}
 }
