@@ -3,7 +3,6 @@ package proxy_test
 import (
 	"fmt"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -198,15 +197,4 @@ func countPartial(t *testing.T, replicas []*redistest.Server) int {
 		n += r.CountLog(t, "Master accepted a Partial Resynchronization")
 	}
 	return n
-}
-
-// logLines returns the lines of text that contain substr, for failure messages.
-func logLines(text, substr string) string {
-	var out []string
-	for _, l := range strings.Split(text, "\n") {
-		if strings.Contains(l, substr) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
 }
