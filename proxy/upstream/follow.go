@@ -5,6 +5,9 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/psync-proxy/psync-proxy/backlog"
+	"github.com/psync-proxy/psync-proxy/resp"
 )
 
 // Resync outcomes of a master change, as INFO shows them.
@@ -128,4 +131,27 @@ func (l *Link) noteAnswer(full, hadHistory bool) {
 	l.sw.partial++
 	l.sw.resync = ResyncPartial
 	l.log.Infof("MASTER %s continued the proxy's history: partial resynchronization after the master change", addr)
+}
+
+// dropUnfinished drops the start of a command the proxy staged but never published, before
+// the first PSYNC to a new master. The old master can send the rest of it, byte-wise; a
+// promoted replica cannot: its offset, and so the point where its history branched, only
+// ever moves at whole commands (Redis's commandProcessed), so asking it for the byte after a
+// partial command would look like bytes it never had and cost a full resync. The command is
+// asked for again from its first byte. Nothing is dropped once a command was published
+// before its end (longer than the backlog can hold back): then the boundary is gone.
+func (l *Link) dropUnfinished(bl backlog.Backlog) {
+	l.mu.Lock()
+	pending := l.sw.resync == ResyncPending
+	l.mu.Unlock()
+	if !pending || l.scanErr != nil || l.scan == nil || l.scan.Boundary() != bl.End() {
+		return
+	}
+	n := bl.Staged()
+	if n == 0 {
+		return
+	}
+	bl.DropStaged()
+	l.scan = resp.NewScanner(bl.End()+1, streamLimits())
+	l.log.Infof("Dropped the %d bytes of an unfinished command after offset %d: the new master is asked for it from its first byte", n, bl.End())
 }
