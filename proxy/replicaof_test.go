@@ -257,7 +257,7 @@ func checkMasterState(t *testing.T, dir, want string) {
 // up; the master dies, R0 is promoted, and the proxy is pointed at it. The proxy holds bytes
 // R0's history never had, so R0 refuses to continue it: the proxy full-syncs from R0 (the
 // only correct answer) and its replicas full-sync from the new snapshot, all ending equal
-// to R0.
+// to R0. The proxy shows its link up as soon as R0 answered, while the RDB arrives.
 func TestFailoverProxyAhead(t *testing.T) {
 	m := redistest.Start(t, "--repl-ping-replica-period", "3600")
 	slow := startThrottledForwarder(t, m.Addr(), 256<<10)
@@ -284,11 +284,29 @@ func TestFailoverProxyAhead(t *testing.T) {
 		t.Fatalf("R0 was promoted at offset %s, not behind the proxy's %s: the link was not slow enough", ri["second_repl_offset"], end)
 	}
 	t.Logf("R0 promoted at offset %d, %d bytes behind the proxy", atoi64(ri["second_repl_offset"])-1, atoi64(end)-atoi64(ri["second_repl_offset"])+1)
-	if got := p.do("REPLICAOF", "127.0.0.1", strconv.Itoa(r0.Port)); got != "OK" {
+	// The proxy reaches R0 through a slow link, so that its full resync takes seconds: its
+	// link shows up meanwhile (Sentinel's reconfiguration is done), with the sync in progress.
+	viaSlow := startThrottledForwarder(t, r0.Addr(), 96<<10)
+	host, port, _ := net.SplitHostPort(viaSlow.ln.Addr().String())
+	if got := p.do("REPLICAOF", host, port); got != "OK" {
 		t.Fatalf("REPLICAOF: %q", got)
 	}
+	seen := false
+	redistest.Eventually(t, syncTimeout, func() error {
+		pi := p.info("replication")
+		if pi["master_link_status"] == "up" && pi["master_sync_in_progress"] == "1" && pi["master_failover_state"] == "no-failover" {
+			seen = true
+		}
+		if pi["master_sync_in_progress"] != "0" || pi["master_link_status"] != "up" {
+			return errString("sync in progress")
+		}
+		return nil
+	})
+	if !seen {
+		t.Errorf("the link was never shown up during the full resync from the new master")
+	}
 	r0.MustDo(t, "SET", "after", "failover")
-	redistest.WriteBytes(t, r0, 256<<10)
+	redistest.WriteBytes(t, r0, 32<<10)
 	redistest.WaitInSync(t, syncTimeout, r0, replicas...)
 	checkProxyChanges(t, p, 1, 0, 1)
 	if n := stat(t, r0, "sync_full"); n != 1 {
