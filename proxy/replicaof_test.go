@@ -318,3 +318,23 @@ func TestFailoverProxyAhead(t *testing.T) {
 		}
 	}
 }
+
+// Sentinel mode with no Sentinel answering and no --master: the proxy starts without a
+// master and waits; REPLICAOF gives it one, and it syncs from there.
+func TestSentinelModeNoAnswer(t *testing.T) {
+	m := redistest.Start(t)
+	dead := "127.0.0.1:" + strconv.Itoa(redistest.FreePort(t))
+	dir := t.TempDir()
+	p := startProxyAddr(t, proxy.Config{Dir: dir, SentinelAddrs: []string{dead}, SentinelMaster: "mymaster"})
+	if pi := p.info("replication"); pi["master_link_status"] != "down" || pi["master_host"] != "" {
+		t.Fatalf("without a master: %v", pi)
+	}
+	if got := p.do("REPLICAOF", "127.0.0.1", strconv.Itoa(m.Port)); got != "OK" {
+		t.Fatalf("REPLICAOF: %q", got)
+	}
+	p.waitLinkUp()
+	r := redistest.Start(t, p.replicaArgs()...)
+	m.MustDo(t, "SET", "k", "v")
+	redistest.WaitInSync(t, syncTimeout, m, r)
+	checkMasterState(t, dir, m.Addr())
+}
