@@ -127,6 +127,10 @@ func checkPubSub(t *testing.T, p *testProxy) {
 	pub := redistest.Dial(t, p.Addr())
 	defer pub.Close()
 	pub.Do("AUTH", "viewer", "pw")
+	if _, err := pub.Do("PUBLISH", "__sentinel__:hello", "forged"); err == nil || !strings.HasPrefix(err.Error(), "NOPERM") {
+		t.Errorf("PUBLISH without admin: %v, want NOPERM", err)
+	}
+	pub.Do("AUTH", "ops", "pw")
 	hello := "127.0.0.1,26379,0123456789abcdef0123456789abcdef01234567,0,mymaster,127.0.0.1,6379,0"
 	if v, err := pub.Do("PUBLISH", "__sentinel__:hello", hello); err != nil || v.Integer() != 2 {
 		t.Fatalf("PUBLISH: %v %v", v, err)

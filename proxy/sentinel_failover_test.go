@@ -131,7 +131,6 @@ func TestSentinelFailover(t *testing.T) {
 		}
 		return nil
 	})
-	waitSentinelMaster(t, ss, r0.Addr(), m.Addr(), p.Addr())
 	redistest.WaitInSync(t, syncTimeout, r0, append(replicas, m)...)
 	checkProxyChanges(t, p, 1, 1, 0)
 	if got := countPartial(t, replicas); got != partial {
@@ -143,6 +142,9 @@ func TestSentinelFailover(t *testing.T) {
 	// after the promotion puts its replicas (the proxy, a Redis replica alike) past the
 	// point where the new master's history branched, and costs them a full sync. So writes
 	// are paused on the old master first, as Redis's own FAILOVER does.
+	t.Logf("the old master is R0's replica %v after the kill", time.Since(killed).Round(time.Millisecond))
+	// The Sentinel asked to fail over must count the old master as a good replica.
+	waitSentinelMaster(t, ss[:1], r0.Addr(), m.Addr(), p.Addr())
 	r0.MustDo(t, "CLIENT", "PAUSE", "10000", "WRITE")
 	ss[0].MustDo(t, "SENTINEL", "FAILOVER", sentinelName)
 	redistest.Eventually(t, failoverTimeout, func() error {

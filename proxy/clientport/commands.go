@@ -77,7 +77,9 @@ var commands = []command{
 	{name: "exec", arity: 1, txControl: true, run: cmdExec},
 	{name: "discard", arity: 1, txControl: true, run: cmdDiscard},
 	{name: "subscribe", arity: -2, noMulti: true, run: cmdSubscribe},
-	{name: "publish", arity: 3, run: cmdPublish},
+	// PUBLISH reaches Sentinels subscribed to the proxy: a forged hello could move them, so
+	// only what may move the proxy itself (REPLICAOF) may publish.
+	{name: "publish", arity: 3, perm: permAdmin, run: cmdPublish},
 }
 
 // lookup returns the table's row for name (lower case).
