@@ -14,7 +14,9 @@ const sentinelName = "mymaster"
 
 // failoverTimeout bounds one Sentinel failover in these tests: down-after 1 s, the
 // election, the promotion and the reconfiguration of the replicas (failover-timeout 5 s).
-const failoverTimeout = 40 * time.Second
+// A failover takes 2 to 4 s here; on a loaded machine a Sentinel may find no replica whose
+// INFO is fresh enough, abort, and try again only 2 x failover-timeout later.
+const failoverTimeout = 60 * time.Second
 
 // startSentinels starts three Sentinels (quorum 2) on master and waits until each knows
 // the others and replicas replicas.

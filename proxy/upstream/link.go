@@ -108,8 +108,11 @@ func (l *Link) Run(ctx context.Context) {
 	wait := backoff.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	for ctx.Err() == nil {
 		m := l.Master()
-		if m.Addr == "" && !l.awaitMaster(ctx) {
-			return
+		if m.Addr == "" {
+			if !l.awaitMaster(ctx) {
+				return
+			}
+			m = l.Master()
 		}
 		streamed, err := l.connect(ctx)
 		l.down()
@@ -203,7 +206,7 @@ type Status struct {
 	NetIn                      int64
 	// SyncServing: the master followed since the last change answered PSYNC with a full
 	// resync, whose RDB is arriving, while the proxy keeps serving its replicas from the
-	// history it holds. INFO shows the link up then (see Reconfigured).
+	// history it holds. INFO shows the link up then (clientport's masterSwitchInfo says why).
 	SyncServing bool
 	Switch      SwitchStatus
 }
