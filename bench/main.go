@@ -96,6 +96,7 @@ func scenarios() []scenario {
 		{"outage", "a replica down for T seconds under a steady write rate, then back", runOutage, true},
 		{"storm", "8 replicas needing a full sync at once", runStorm, true},
 		{"restart", "the tier between the master and 2 replicas killed with SIGKILL under a paced write load, then started again: in the direct column a chained Redis replica, in the proxy column psync-proxy with --backlog-mode disk; the master's repl-backlog-size (64mb) covers the downtime but not the dataset, written through the stream after the tier's first sync", runRestart, true},
+		{"failover", "the master killed with SIGKILL under a paced write load, three Sentinels promote its replica R0: 4 replicas attached directly (each reconfigured by Sentinel) or behind psync-proxy in --sentinel mode; time from the kill until every replica has a write made on the new master, full syncs and the new master's forks", runFailover, true},
 		{"forward", "forwarding ceiling: a synthetic upstream (paced to stay within 64 MiB of the slowest sink, as TCP flow control paces the relay) through the proxy to N sinks, versus an io.Copy relay", runForward, false},
 	}
 }

@@ -115,7 +115,7 @@ func TestExporterStyleScrape(t *testing.T) {
 		"maxmemory_policy": true, "mem_allocator": true, "rdb_last_bgsave_status": true, "aof_last_bgrewrite_status": true,
 		"aof_last_write_status": true, "backlog_mode": true, "snapshot_state": true, "snapshot_replid": true,
 		"snapshot_refresh_policy": true, "snapshot_last_refresh_status": true, "master_sync_last_error": true,
-		"backlog_last_fsync_error": true}
+		"backlog_last_fsync_error": true, "master_last_change_source": true, "master_last_change_resync": true}
 	section, sections := "", map[string]int{}
 	for _, line := range strings.Split(v.String(), "\n") {
 		line = strings.TrimSpace(line)

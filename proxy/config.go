@@ -14,8 +14,17 @@ import (
 
 // Config holds everything a Proxy needs. Zero fields take the defaults noted on each.
 type Config struct {
-	// MasterAddr is the upstream master, "host:port". Required.
+	// MasterAddr is the upstream master, "host:port". Required unless SentinelAddrs is set.
 	MasterAddr string
+	// SentinelAddrs, when set, are Redis Sentinels (host:port each) that name the master: at
+	// start the first that answers gives it (over MasterAddr), and the proxy follows every
+	// +switch-master they publish for SentinelMaster (see follow.go).
+	SentinelAddrs []string
+	// SentinelMaster is the master's name in the Sentinels' configuration. Required with
+	// SentinelAddrs.
+	SentinelMaster string
+	// SentinelUser and SentinelPassword authenticate to the Sentinels.
+	SentinelUser, SentinelPassword string
 	// Dir holds the snapshot (snapshot.rdb and its metadata). Required; created if missing.
 	Dir string
 	// BacklogSize is the most stream bytes kept in RAM (Redis repl-backlog-size). Default
@@ -141,11 +150,8 @@ const (
 )
 
 func (c *Config) applyDefaults() error {
-	if c.MasterAddr == "" {
-		return errors.New("proxy: no master address (--master host:port)")
-	}
-	if err := (upstream.Master{Addr: c.MasterAddr}).Check(); err != nil {
-		return fmt.Errorf("proxy: %w", err)
+	if err := c.checkMaster(); err != nil {
+		return err
 	}
 	if c.Dir == "" {
 		return errors.New("proxy: no data directory (--dir)")
@@ -209,6 +215,25 @@ func (c *Config) applyDefaults() error {
 		return err
 	}
 	return c.applyClientLimits()
+}
+
+// checkMaster checks MasterAddr and the Sentinel options: one way to find the master is needed.
+func (c *Config) checkMaster() error {
+	switch {
+	case c.MasterAddr == "" && len(c.SentinelAddrs) == 0:
+		return errors.New("proxy: no master address (--master host:port, or --sentinel and --sentinel-master)")
+	case len(c.SentinelAddrs) > 0 && c.SentinelMaster == "":
+		return errors.New("proxy: --sentinel needs --sentinel-master, the master's name in the Sentinels' configuration")
+	case len(c.SentinelAddrs) == 0 && c.SentinelMaster != "":
+		return errors.New("proxy: --sentinel-master needs --sentinel, the Sentinels' addresses")
+	}
+	if c.MasterAddr == "" {
+		return nil
+	}
+	if err := (upstream.Master{Addr: c.MasterAddr}).Check(); err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	return nil
 }
 
 // applyClientLimits fills and checks the client limits.

@@ -36,7 +36,7 @@ func faultKinds() []string {
 	return []string{
 		"master-cut", "master-stall", "master-delay", "master-throttle", "master-slice", "master-truncate", "master-pause",
 		"replica-cut", "replica-stall", "replica-delay", "replica-throttle", "replica-slice", "replica-truncate", "replica-restart",
-		"proxy-kill",
+		"proxy-kill", "master-failover",
 	}
 }
 
@@ -46,7 +46,9 @@ func faultKinds() []string {
 // fault at a time, picked by a seeded generator: links cut, stalled, delayed, throttled,
 // sliced into small segments, or closed after a random number of bytes; replicas killed with SIGKILL (after a SAVE or not) or shut down
 // with SHUTDOWN SAVE, then restarted from their RDB; the master paused with SIGSTOP past
-// --repl-timeout; the proxy killed with SIGKILL and restarted on its --dir. Then it heals
+// --repl-timeout; the proxy killed with SIGKILL and restarted on its --dir; a failover to a
+// standby replica of the same history and back, the proxy moved by REPLICAOF each time
+// (fault_failover_test.go). Then it heals
 // everything, stops the load and requires every replica's DEBUG DIGEST to equal the master's,
 // no RDB load or protocol error in any replica's log, and no crash of the proxy.
 func TestFaultInjection(t *testing.T) {
@@ -95,7 +97,7 @@ func TestFaultInjection(t *testing.T) {
 	if err := writer.halt(); err != nil {
 		t.Errorf("%v", err)
 	}
-	f.writerTxs = writer.txs
+	f.writerTxs, f.writerSkipped = writer.txs, writer.skipped
 	digest := f.waitConverged(150 * time.Second)
 	t.Logf("replicas verified equal to the master: %d of %d, digest %s", f.equal, len(f.replicas), digest)
 	f.checkProxyView()
@@ -179,10 +181,17 @@ type faultRun struct {
 	links    []*faultLink // replica i -> proxy
 	replicas []*redistest.Server
 
-	counts    map[string]int // faults injected, by kind (variants of replica-restart apart)
-	n         int
-	writerTxs int
-	equal     int // replicas verified equal to the master
+	counts        map[string]int // faults injected, by kind (variants of replica-restart apart)
+	n             int
+	writerTxs     int
+	writerSkipped int // transactions refused while the master was a replica (master-failover)
+	equal         int // replicas verified equal to the master
+
+	// The master-failover fault's standby, a replica of the master reached by the proxy
+	// through its own link, and how the proxy resynced after each switch.
+	standby     *redistest.Server
+	standbyLink *faultLink
+	switches    switchCounts
 }
 
 func setupFaultRun(t *testing.T, seed uint64) *faultRun {
@@ -199,6 +208,9 @@ func setupFaultRun(t *testing.T, seed uint64) *faultRun {
 		"--backlog-mode", "disk", "--backlog-size", "128mb", "--backlog-ram-tail", "4mb",
 		"--repl-timeout", timeout, "--snapshot-refresh-min-interval", "5")
 	f.px.waitServing(syncTimeout)
+	f.standby = redistest.Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(f.m.Port), "--repl-timeout", timeout,
+		"--repl-ping-replica-period", "1", "--repl-backlog-size", "32mb")
+	f.standbyLink = fn.link(t, "standby", f.standby.Addr())
 	for i := range 3 {
 		l := fn.link(t, "replica"+strconv.Itoa(i), f.px.addr)
 		_, port, _ := strings.Cut(l.addr, ":")
@@ -288,6 +300,8 @@ func (f *faultRun) inject(kind string) string {
 		return fmt.Sprintf("%s: master stopped (SIGSTOP) for %v", kind, hold.Round(time.Millisecond))
 	case "restart":
 		return f.restartReplica(idx, &label)
+	case "failover":
+		return f.failover(kind, f.between(1, 4))
 	case "kill":
 		down := f.between(0.2, 3)
 		f.px.kill()
@@ -347,7 +361,7 @@ func (f *faultRun) resumeMaster() {
 // safety net before the convergence check.
 func (f *faultRun) healAll() {
 	f.resumeMaster()
-	for _, l := range append([]*faultLink{f.master}, f.links...) {
+	for _, l := range append([]*faultLink{f.master, f.standbyLink}, f.links...) {
 		l.heal()
 	}
 	if c := f.px.crashed(); c != "" {
@@ -404,7 +418,7 @@ func (f *faultRun) report(began time.Time) {
 
 	master := "master unavailable"
 	if ms, err := f.m.InfoErr("stats"); err == nil {
-		master = fmt.Sprintf("master (the proxy's link): sync_full=%s sync_partial_ok=%s sync_partial_err=%s",
+		master = fmt.Sprintf("master (the proxy's link and the standby's): sync_full=%s sync_partial_ok=%s sync_partial_err=%s",
 			ms["sync_full"], ms["sync_partial_ok"], ms["sync_partial_err"])
 	}
 	var rfull, rpartial int
@@ -425,8 +439,8 @@ func (f *faultRun) report(began time.Time) {
 	if resumable := f.counts["replica-cut"] + f.counts["replica-truncate"] + f.counts["proxy-kill"]; resumable > 0 && rpartial == 0 {
 		t.Errorf("%d replica link cuts and proxy restarts, and no replica resumed with a partial resync", resumable)
 	}
-	t.Logf("FAULT SUMMARY: %s; %s; %s; %s; replicas verified equal: %d of %d; keyed transactions %d; wall time %v",
-		faults, master, proxy, replicas, f.equal, len(f.replicas), f.writerTxs, time.Since(began).Round(time.Second))
+	t.Logf("FAULT SUMMARY: %s; %s; %s; %s; %s; replicas verified equal: %d of %d; keyed transactions %d (%d refused during failovers); wall time %v",
+		faults, master, proxy, replicas, f.switches, f.equal, len(f.replicas), f.writerTxs, f.writerSkipped, time.Since(began).Round(time.Second))
 }
 
 // grepLines returns up to n lines of s that contain substr.

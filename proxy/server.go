@@ -29,6 +29,7 @@ import (
 	"github.com/psync-proxy/psync-proxy/proxy/downstream"
 	"github.com/psync-proxy/psync-proxy/proxy/history"
 	"github.com/psync-proxy/psync-proxy/proxy/internal/randhex"
+	"github.com/psync-proxy/psync-proxy/proxy/sentinel"
 	"github.com/psync-proxy/psync-proxy/proxy/streamrate"
 	"github.com/psync-proxy/psync-proxy/proxy/upstream"
 )
@@ -57,7 +58,9 @@ type Server struct {
 
 	metricsOnce sync.Once
 	metrics     http.Handler
-	httpServers []*http.Server // ServeMetrics's, closed by the shutdown; guarded by startMu
+	httpServers []*http.Server    // ServeMetrics's, closed by the shutdown; guarded by startMu
+	watcher     *sentinel.Watcher // nil without Config.SentinelAddrs
+	followMu    sync.Mutex        // one master change at a time (follow.go)
 
 	// The master link and the refresher run from the first Serve until the shutdown.
 	ctx      context.Context
@@ -92,12 +95,17 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	s.history = h
+	if s.watcher, err = newWatcher(cfg); err != nil {
+		h.Close()
+		return nil, err
+	}
+	masterAddr := s.initialMaster(s.watcher)
 	sessions = downstream.New(downstream.Config{History: h, Timeout: s.timeout, Log: s.log,
 		MaxConcurrentFullSyncs: cfg.MaxConcurrentFullSyncs, FullSyncRateLimit: cfg.FullSyncRateLimit,
 		Refresh: func(why string) { s.refresher.Request(why) }})
 	s.sessions = sessions
 	s.link = upstream.NewLink(upstream.Config{History: h, TLS: clientTLS, Timeout: s.timeout, Log: s.log,
-		Master:       upstream.Master{Addr: cfg.MasterAddr, User: cfg.MasterUser, Password: cfg.MasterAuth},
+		Master:       upstream.Master{Addr: masterAddr, User: cfg.MasterUser, Password: cfg.MasterAuth},
 		AnnouncePort: cfg.AnnouncePort, OnPublish: sessions.FanOut, SyncRetryMax: cfg.SnapshotRefreshMinInterval,
 		AnnounceVersion: cfg.AnnounceReplicaVersion,
 		OnSnapshot:      func() { s.refresher.SnapshotInstalled() }})
@@ -106,7 +114,7 @@ func New(cfg Config) (*Server, error) {
 		Margin: s.refreshMargin, MinInterval: cfg.SnapshotRefreshMinInterval})
 	s.port, err = clientport.New(clientport.Config{History: h, Link: s.link, Refresher: s.refresher, Sessions: sessions,
 		ReplTimeout: s.timeout, SetReplTimeout: func(d time.Duration) { s.replTimeout.Store(int64(d)) },
-		Shutdown: s.startShutdown, RequirePass: cfg.RequirePass, Users: cfg.Users, ProtectedMode: cfg.ProtectedMode,
+		Shutdown: s.startShutdown, Follow: s.follow, RequirePass: cfg.RequirePass, Users: cfg.Users, ProtectedMode: cfg.ProtectedMode,
 		MaxClients: cfg.MaxClients, ProtoMaxBulkLen: cfg.ProtoMaxBulkLen, ClientQueryBufferLimit: cfg.ClientQueryBufferLimit,
 		Timeout: cfg.Timeout, HandshakeTimeout: cfg.HandshakeTimeout, Version: Version, RunID: s.runID,
 		Started: s.created, Log: s.log, Rate: s.rate, ConfigFile: cfg.ConfigFile, RewriteConfig: cfg.RewriteConfig,
@@ -178,6 +186,13 @@ func (s *Server) start(ln net.Listener) bool {
 		defer s.wg.Done()
 		s.refresher.Run(s.ctx)
 	}()
+	if s.watcher != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.watchSentinels(s.ctx)
+		}()
+	}
 	return true
 }
 

@@ -108,7 +108,7 @@ func TestConfFileErrors(t *testing.T) {
 	for _, c := range []struct {
 		line, reason string
 	}{
-		{"sentinel monitor m 1 2 3", "Bad directive or wrong number of arguments"},
+		{"sentinel monitor m 1 2 3", "wrong number of arguments"}, // a sentinel.conf line: sentinel here takes one list
 		{"rename-command CONFIG x", "Bad directive or wrong number of arguments"},
 		{"version yes", "Bad directive or wrong number of arguments"},
 		{"listen 0.0.0.0:1", "Bad directive or wrong number of arguments: in a config file --listen is bind and port"},
@@ -180,20 +180,20 @@ func TestConfFileIgnored(t *testing.T) {
 func TestConfFileNewFlag(t *testing.T) {
 	o := &options{}
 	fs := o.flagSet(io.Discard)
-	var sentinel string
+	var peer string
 	var quorum int
-	fs.StringVar(&sentinel, "sentinel", "", "`host:port` of a Sentinel")
-	fs.IntVar(&quorum, "sentinel-quorum", 2, "`n`")
+	fs.StringVar(&peer, "example-peer", "", "`host:port` of a peer")
+	fs.IntVar(&quorum, "example-quorum", 2, "`n`")
 	if err := fs.Parse(nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := o.loadConfFile(fs, writeConf(t, "sentinel 10.0.0.9:26379\nsentinel-quorum 3\n")); err != nil {
+	if err := o.loadConfFile(fs, writeConf(t, "example-peer 10.0.0.9:26379\nexample-quorum 3\n")); err != nil {
 		t.Fatal(err)
 	}
-	if sentinel != "10.0.0.9:26379" || quorum != 3 {
-		t.Errorf("sentinel %q quorum %d", sentinel, quorum)
+	if peer != "10.0.0.9:26379" || quorum != 3 {
+		t.Errorf("peer %q quorum %d", peer, quorum)
 	}
-	if err := o.loadConfFile(fs, writeConf(t, "sentinel-quorum many\n")); err == nil {
+	if err := o.loadConfFile(fs, writeConf(t, "example-quorum many\n")); err == nil {
 		t.Error("a bad integer was accepted")
 	}
 }

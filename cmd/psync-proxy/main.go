@@ -33,6 +33,8 @@ func main() {
 // options are the command line, with redis.conf's names where Redis has the setting.
 type options struct {
 	master, listen, dir             string
+	sentinels, sentinelMaster       string
+	sentinelUser, sentinelPassword  string
 	backlogSize                     string
 	replTimeout                     int
 	masterUser, masterAuth, reqPass string
@@ -98,6 +100,9 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 		o.reqPass = os.Getenv("PSYNC_PROXY_REQUIREPASS")
 		o.fromEnv["requirepass"] = o.reqPass != ""
 	}
+	if o.sentinelPassword == "" {
+		o.sentinelPassword = os.Getenv("PSYNC_PROXY_SENTINEL_PASSWORD")
+	}
 	return o, nil
 }
 
@@ -114,7 +119,11 @@ func (o *options) flagSet(stderr io.Writer) *flag.FlagSet {
 			"win over the config file's (see docs/psync-proxy.conf for its directives).\n\nOptions:\n")
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&o.master, "master", "", "the master to replicate, `host:port` (required)")
+	fs.StringVar(&o.master, "master", "", "the master to replicate, `host:port` (required without --sentinel)")
+	fs.StringVar(&o.sentinels, "sentinel", "", "Redis Sentinels that name the master, `host:port[,host:port...]`: the proxy asks them at start and follows their +switch-master")
+	fs.StringVar(&o.sentinelMaster, "sentinel-master", "", "the master's `name` in the Sentinels' configuration (sentinel monitor <name> ...)")
+	fs.StringVar(&o.sentinelUser, "sentinel-user", "", "ACL `user` for AUTH to the Sentinels")
+	fs.StringVar(&o.sentinelPassword, "sentinel-password", "", "`password` for AUTH to the Sentinels (also $PSYNC_PROXY_SENTINEL_PASSWORD)")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:6380", "`address` replicas connect to (loopback by default, like Redis's protected mode)")
 	fs.StringVar(&o.dir, "dir", "./psync-proxy-data", "`directory` for the snapshot (snapshot.rdb, snapshot.json) and the disk backlog (backlog/)")
 	fs.StringVar(&o.backlogSize, "backlog-size", "256mb", "stream bytes kept for partial resyncs, in Redis units (`size`: 512mb, 4gb, bytes)")
@@ -406,8 +415,9 @@ func (o *options) config() (proxy.Config, error) {
 	if err != nil {
 		return proxy.Config{}, err
 	}
-	if o.master == "" {
-		return proxy.Config{}, errors.New("--master host:port is required")
+	sentinels, err := o.sentinelAddrs()
+	if err != nil {
+		return proxy.Config{}, err
 	}
 	margin, err := proxy.ParseSize(o.refreshMargin)
 	if err != nil {
@@ -459,8 +469,14 @@ func (o *options) config() (proxy.Config, error) {
 		return proxy.Config{}, err
 	}
 	return proxy.Config{
-		MasterAddr:    o.master,
-		Dir:           o.dir,
+		MasterAddr: o.master,
+		Dir:        o.dir,
+
+		SentinelAddrs:    sentinels,
+		SentinelMaster:   o.sentinelMaster,
+		SentinelUser:     o.sentinelUser,
+		SentinelPassword: o.sentinelPassword,
+
 		BacklogSize:   size,
 		ReplTimeout:   time.Duration(o.replTimeout) * time.Second,
 		MasterUser:    o.masterUser,
@@ -495,6 +511,25 @@ func (o *options) config() (proxy.Config, error) {
 		TLSAuthClients:         o.tlsAuthClients,
 		TLSReplication:         tlsRepl,
 	}, nil
+}
+
+// sentinelAddrs splits --sentinel and checks it against --master and --sentinel-master.
+func (o *options) sentinelAddrs() ([]string, error) {
+	var addrs []string
+	for _, a := range strings.Split(o.sentinels, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	switch {
+	case o.master == "" && len(addrs) == 0:
+		return nil, errors.New("--master host:port is required (or --sentinel and --sentinel-master)")
+	case len(addrs) > 0 && o.sentinelMaster == "":
+		return nil, errors.New("--sentinel needs --sentinel-master, the master's name in the Sentinels' configuration")
+	case len(addrs) == 0 && o.sentinelMaster != "":
+		return nil, errors.New("--sentinel-master needs --sentinel, the Sentinels' addresses")
+	}
+	return addrs, nil
 }
 
 // clientLimits checks the client limit options; 0 seconds means never, as in Redis.

@@ -181,3 +181,33 @@ func TestFitMaxClients(t *testing.T) {
 		}
 	}
 }
+
+func TestSentinelOptions(t *testing.T) {
+	t.Setenv("PSYNC_PROXY_SENTINEL_PASSWORD", "from-env")
+	o, err := parse([]string{"--sentinel", "10.0.0.1:26379, 10.0.0.2:26379", "--sentinel-master", "mymaster",
+		"--sentinel-user", "watcher"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := o.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(cfg.SentinelAddrs, " ") != "10.0.0.1:26379 10.0.0.2:26379" || cfg.SentinelMaster != "mymaster" ||
+		cfg.SentinelUser != "watcher" || cfg.SentinelPassword != "from-env" || cfg.MasterAddr != "" {
+		t.Fatalf("config %+v", cfg)
+	}
+	for _, bad := range [][]string{
+		{"--sentinel", "10.0.0.1:26379"},                     // no --sentinel-master
+		{"--master", "m:1", "--sentinel-master", "mymaster"}, // no --sentinel
+		{"--sentinel", " , ", "--sentinel-master", "mymaster"},
+	} {
+		o, err := parse(bad, io.Discard)
+		if err == nil {
+			_, err = o.config()
+		}
+		if err == nil {
+			t.Errorf("%v: accepted", bad)
+		}
+	}
+}

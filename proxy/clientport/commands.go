@@ -22,6 +22,7 @@ type client struct {
 	capaEOF       bool
 	capaPsync2    bool
 	rdbOnly       bool
+	tx            *transaction // inside MULTI (multi.go); nil otherwise
 }
 
 // call is one command being run: the port, the client, its connection and arguments.
@@ -47,7 +48,10 @@ type command struct {
 	subPerm map[string]perm
 	// noAuth commands run before AUTH when a password is required.
 	noAuth bool
-	run    func(x *call)
+	// Inside MULTI (multi.go): txControl commands run at once, noMulti ones are refused,
+	// the others are queued.
+	txControl, noMulti bool
+	run                func(x *call)
 }
 
 // commands is the table, in the order the "unknown command" text lists them.
@@ -57,8 +61,8 @@ var commands = []command{
 	{name: "auth", arity: -2, noAuth: true, run: cmdAuth},
 	{name: "hello", arity: -1, noAuth: true, run: cmdHello},
 	{name: "replconf", arity: -1, perm: permReplication, run: cmdReplconf},
-	{name: "psync", arity: -3, perm: permReplication, run: cmdSync},
-	{name: "sync", arity: 1, perm: permReplication, run: cmdSync},
+	{name: "psync", arity: -3, perm: permReplication, noMulti: true, run: cmdSync},
+	{name: "sync", arity: 1, perm: permReplication, noMulti: true, run: cmdSync},
 	{name: "info", arity: -1, run: cmdInfo},
 	{name: "role", arity: 1, run: cmdRole},
 	{name: "config", arity: -2, subPerm: map[string]perm{"set": permAdmin, "resetstat": permAdmin, "rewrite": permAdmin},
@@ -68,8 +72,19 @@ var commands = []command{
 	{name: "latency", arity: -2, subPerm: map[string]perm{"reset": permAdmin}, run: cmdLatency},
 	{name: "slowlog", arity: -2, subPerm: map[string]perm{"reset": permAdmin}, run: cmdSlowlog},
 	{name: "select", arity: 2, run: cmdSelect},
-	{name: "quit", arity: -1, noAuth: true, run: func(x *call) { x.conn.WriteString("OK"); x.conn.Close() }},
+	{name: "quit", arity: -1, noAuth: true, txControl: true, run: func(x *call) { x.conn.WriteString("OK"); x.conn.Close() }},
 	{name: "shutdown", arity: -1, perm: permAdmin, run: cmdShutdown},
+	// Following a new master, and what Sentinel sends around it (replicaof.go, multi.go, pubsub.go).
+	{name: "replicaof", arity: 3, perm: permAdmin, run: cmdReplicaof},
+	{name: "slaveof", arity: 3, perm: permAdmin, run: cmdReplicaof},
+	{name: "failover", arity: -1, run: cmdFailover},
+	{name: "multi", arity: 1, txControl: true, run: cmdMulti},
+	{name: "exec", arity: 1, txControl: true, run: cmdExec},
+	{name: "discard", arity: 1, txControl: true, run: cmdDiscard},
+	{name: "subscribe", arity: -2, noMulti: true, run: cmdSubscribe},
+	// PUBLISH reaches Sentinels subscribed to the proxy: a forged hello could move them, so
+	// only what may move the proxy itself (REPLICAOF) may publish.
+	{name: "publish", arity: 3, perm: permAdmin, run: cmdPublish},
 }
 
 // lookup returns the table's row for name (lower case).
@@ -114,13 +129,19 @@ func (p *Port) handle(conn redcon.Conn, cmd redcon.Command) {
 	}
 	if !known {
 		conn.WriteError("ERR unknown command '" + truncate(string(cmd.Args[0]), 128) + unknownText)
+		c.refused()
 		return
 	}
 	if c.user != nil && !x.permitted(row) {
+		c.refused()
 		return
 	}
 	if n := len(cmd.Args); row.arity > 0 && n != row.arity || row.arity < 0 && n < -row.arity {
 		x.wrongArity()
+		c.refused()
+		return
+	}
+	if x.queue(row) {
 		return
 	}
 	row.run(x)

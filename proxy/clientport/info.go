@@ -175,7 +175,8 @@ func (p *Port) infoReplication(b *strings.Builder) {
 	field(b, "role", "slave")
 	field(b, "master_host", host)
 	field(b, "master_port", port)
-	field(b, "master_link_status", map[bool]string{true: "up", false: "down"}[ls.Up()])
+	linkUp := ls.Up() || ls.SyncServing // see masterSwitchInfo
+	field(b, "master_link_status", map[bool]string{true: "up", false: "down"}[linkUp])
 	lastIO := int64(-1)
 	if !ls.LastIO.IsZero() {
 		lastIO = int64(now.Sub(ls.LastIO).Seconds())
@@ -197,7 +198,7 @@ func (p *Port) infoReplication(b *strings.Builder) {
 		field(b, "master_sync_perc", strconv.FormatFloat(perc, 'f', 2, 64))
 		field(b, "master_sync_last_io_seconds_ago", max(lastIO, 0))
 	}
-	if !ls.Up() {
+	if !linkUp {
 		field(b, "master_link_down_since_seconds", int64(now.Sub(ls.DownSince).Seconds()))
 	}
 	p.infoSyncGate(b)
@@ -210,7 +211,7 @@ func (p *Port) infoReplication(b *strings.Builder) {
 		lag := int64(r.Lag(now).Seconds())
 		fmt.Fprintf(b, "slave%d:ip=%s,port=%d,state=%s,offset=%d,lag=%d\r\n", i, r.IP, r.Port, r.State, r.Offset, lag)
 	}
-	field(b, "master_failover_state", "no-failover")
+	masterSwitchInfo(b, ls)
 	replid := v.Replid
 	if replid == "" {
 		replid = history.ZeroReplid

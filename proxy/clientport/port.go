@@ -32,6 +32,9 @@ type Config struct {
 	SetReplTimeout func(time.Duration)
 	// Shutdown starts the proxy's shutdown (SHUTDOWN); it must not wait for it.
 	Shutdown func()
+	// Follow makes addr the master (REPLICAOF), saying who asked, and reports whether it
+	// changed; false when addr is the master followed now.
+	Follow func(addr, source, who string) bool
 
 	RequirePass   string
 	Users         []User
@@ -74,6 +77,7 @@ type Port struct {
 	stats   portStats
 
 	rewriteMu sync.Mutex // one CONFIG REWRITE at a time
+	pubsub    hub        // SUBSCRIBE and PUBLISH (pubsub.go)
 
 	mu      sync.Mutex
 	servers []*redcon.Server
@@ -137,6 +141,7 @@ func (p *Port) Close() {
 		srv.Close()
 		lns[i].Close() // in case srv.Serve had not started: its Accept then fails at once
 	}
+	p.pubsub.close()
 }
 
 const protectedModeMsg = "DENIED psync-proxy is running in protected mode because protected mode is enabled and no password is set. " +

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/psync-proxy/psync-proxy/proxy/internal/atomicfile"
 	"github.com/psync-proxy/psync-proxy/resp"
 )
 
@@ -264,34 +265,8 @@ func loadSnapshot(dir string) (*Snapshot, error) {
 	return &s, nil
 }
 
-// writeFileAtomic writes data to path through a synced temporary file and a rename, then syncs
-// the directory so the rename itself survives a crash.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
-}
+// writeFileAtomic writes data to path so that a crash leaves it whole or as it was.
+func writeFileAtomic(path string, data []byte) error { return atomicfile.Write(path, data) }
 
 // Remove deletes the file of a snapshot that was never installed.
 func (s *Snapshot) Remove() { os.Remove(s.path) }

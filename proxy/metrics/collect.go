@@ -48,7 +48,7 @@ func (s *scrape) server(hs history.Status, ls upstream.Status) {
 		mode = "disk"
 	}
 	s.emit("psync_proxy_info", 1, src.Version, mode)
-	s.emit("psync_proxy_master_changes_total", float64(ls.MasterChanges))
+	s.emit("psync_proxy_master_changes_total", float64(ls.Switch.Changes))
 	s.emit("psync_proxy_history_changes_total", float64(src.History.Generation()))
 }
 

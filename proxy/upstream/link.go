@@ -13,7 +13,6 @@ import (
 	"github.com/psync-proxy/psync-proxy/backlog"
 	"github.com/psync-proxy/psync-proxy/proxy/history"
 	"github.com/psync-proxy/psync-proxy/proxy/internal/backoff"
-	"github.com/psync-proxy/psync-proxy/proxy/internal/conn"
 	"github.com/psync-proxy/psync-proxy/resp"
 )
 
@@ -56,8 +55,6 @@ type Link struct {
 	lim   resp.Limits
 	gate  *syncGate    // paces the requests for an RDB, shared with the refresher
 	netIn atomic.Int64 // stream and RDB bytes received (total_net_repl_input_bytes)
-	// masterChanges counts Follows to another address (the metrics' master changes).
-	masterChanges atomic.Int64
 
 	lastIO       atomic.Int64 // unix nanoseconds of the last byte from the master; 0: never
 	transferRead atomic.Int64 // bytes of the RDB payload received so far
@@ -66,9 +63,10 @@ type Link struct {
 	master       Master
 	state        string
 	downSince    time.Time
-	transferSize int64      // -1 before the payload line, 0 for EOF-marked
-	cur          *conn.Conn // the current connection, closed by Follow
+	transferSize int64              // -1 before the payload line, 0 for EOF-marked
+	cancel       context.CancelFunc // ends the current attempt (dial or connection); Follow calls it
 	follow       chan struct{}
+	sw           switchState // the master changes and how each went (follow.go)
 
 	// The stream's command boundaries, owned by Run's goroutine: they are followed for the
 	// whole epoch, across reconnections, because the bytes stay contiguous.
@@ -110,24 +108,6 @@ func (l *Link) Master() Master {
 	return l.master
 }
 
-// Follow makes m the master: the current connection is closed and the next one, at once,
-// goes to m with the history the proxy holds (PSYNC <replid> <offset>).
-func (l *Link) Follow(m Master) {
-	l.mu.Lock()
-	if m.Addr != l.master.Addr {
-		l.masterChanges.Add(1)
-	}
-	l.master = m
-	if l.cur != nil {
-		l.cur.Close()
-	}
-	l.mu.Unlock()
-	select {
-	case l.follow <- struct{}{}:
-	default:
-	}
-}
-
 // errMasterProtocol marks a stream that broke RESP framing: the link is dropped and retried
 // with backoff, like a sync that failed, rather than at once like a link that was lost.
 var errMasterProtocol = errors.New("protocol error in the master's stream")
@@ -136,10 +116,21 @@ var errMasterProtocol = errors.New("protocol error in the master's stream")
 func (l *Link) Run(ctx context.Context) {
 	wait := backoff.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	for ctx.Err() == nil {
+		m := l.Master()
+		if m.Addr == "" {
+			if !l.awaitMaster(ctx) {
+				return
+			}
+			m = l.Master()
+		}
 		streamed, err := l.connect(ctx)
 		l.down()
 		if ctx.Err() != nil {
 			return
+		}
+		if l.moved(m, err) {
+			wait.Reset()
+			continue // to the new master at once
 		}
 		var delay time.Duration
 		if streamed && !errors.Is(err, errMasterProtocol) {
@@ -175,15 +166,20 @@ func (l *Link) down() {
 		l.downSince = time.Now()
 	}
 	l.state = StateConnect
-	l.cur = nil
+	l.cancel = nil
+	l.sw.syncServing = false
 	l.mu.Unlock()
 }
 
 // connect runs one connection: handshake, PSYNC, an optional RDB transfer, then the stream
 // until the link fails. streamed reports whether the link got as far as streaming.
 func (l *Link) connect(ctx context.Context) (streamed bool, err error) {
-	m := l.Master()
-	l.setState(StateConnecting)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	l.mu.Lock()
+	m := l.master
+	l.state, l.cancel = StateConnecting, cancel
+	l.mu.Unlock()
 	l.log.Infof("Connecting to MASTER %s", m.Addr)
 	c, err := dial(ctx, m, l.cfg.TLS, l.cfg.Timeout())
 	if err != nil {
@@ -194,13 +190,7 @@ func (l *Link) connect(ctx context.Context) (streamed bool, err error) {
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	l.mu.Lock()
-	if l.master != m {
-		l.mu.Unlock()
-		return false, errors.New("the master changed while connecting")
-	}
-	l.cur, l.state = c, StateHandshake
-	l.mu.Unlock()
+	l.setState(StateHandshake)
 	l.log.Info("MASTER <-> REPLICA sync started")
 
 	s := newSession(c, l.log, l.lim)
@@ -224,7 +214,11 @@ type Status struct {
 	// and the bytes received.
 	TransferSize, TransferRead int64
 	NetIn                      int64
-	MasterChanges              int64 // Follows to another master since start
+	// SyncServing: the master followed since the last change answered PSYNC with a full
+	// resync, whose RDB is arriving, while the proxy keeps serving its replicas from the
+	// history it holds. INFO shows the link up then (clientport's masterSwitchInfo says why).
+	SyncServing bool
+	Switch      SwitchStatus
 }
 
 // Up reports whether the link streams.
@@ -233,14 +227,14 @@ func (s Status) Up() bool { return s.State == StateConnected }
 // Status returns the link now.
 func (l *Link) Status() Status {
 	l.mu.Lock()
-	s := Status{Master: l.master, State: l.state, DownSince: l.downSince, TransferSize: l.transferSize}
+	s := Status{Master: l.master, State: l.state, DownSince: l.downSince, TransferSize: l.transferSize,
+		SyncServing: l.sw.syncServing && l.state == StateSync, Switch: l.sw.status()}
 	l.mu.Unlock()
 	if t := l.lastIO.Load(); t != 0 {
 		s.LastIO = time.Unix(0, t)
 	}
 	s.TransferRead = l.transferRead.Load()
 	s.NetIn = l.netIn.Load()
-	s.MasterChanges = l.masterChanges.Load()
 	return s
 }
 

@@ -41,7 +41,8 @@ func (l *Link) psync(s *session) (backlog.Backlog, error) {
 		}
 	} else {
 		// Bytes staged past the last whole command are good as far as they go: the master
-		// continues after them, byte-wise.
+		// continues after them, byte-wise. A new master does not: see dropUnfinished.
+		l.dropUnfinished(bl)
 		next := bl.End() + bl.Staged() + 1
 		l.log.Infof("Trying a partial resynchronization (request %s:%d).", replid, next)
 		if err := s.send("PSYNC", replid, strconv.FormatInt(next, 10)); err != nil {
@@ -77,6 +78,7 @@ func (l *Link) psync(s *session) (backlog.Backlog, error) {
 	if err != nil {
 		return nil, err
 	}
+	l.noteAnswer(ans.full, !full)
 	if ans.full {
 		l.log.Infof("Full resync from master: %s:%d", ans.replid, ans.offset)
 		return l.fullSync(s, ans.replid, ans.offset)
