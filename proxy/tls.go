@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 )
 
 // TLS follows Redis's options: tls-cert-file and tls-key-file are the proxy's certificate,
@@ -119,6 +120,9 @@ func (c *Config) settings() map[string]string {
 		"tls-client-cert-file": c.TLSClientCertFile, "tls-client-key-file": c.TLSClientKeyFile,
 		"tls-auth-clients": c.TLSAuthClients, "tls-replication": map[bool]string{true: "yes", false: "no"}[c.TLSReplication],
 	}
+	// Sentinel mode's options (follow.go).
+	out["sentinel"], out["sentinel-master"] = strings.Join(c.SentinelAddrs, ","), c.SentinelMaster
+	out["sentinel-user"], out["sentinel-password"] = c.SentinelUser, c.SentinelPassword
 	if out["tls-auth-clients"] == "" {
 		out["tls-auth-clients"] = TLSAuthYes
 	}

@@ -102,6 +102,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.sentinelPassword == "" {
 		o.sentinelPassword = os.Getenv("PSYNC_PROXY_SENTINEL_PASSWORD")
+		o.fromEnv["sentinel-password"] = o.sentinelPassword != ""
 	}
 	return o, nil
 }

@@ -77,7 +77,7 @@ func (p *Port) allParams() []param {
 	slices.Sort(extra)
 	for _, name := range extra {
 		v := p.cfg.Settings[name]
-		out = append(out, param{name: name, get: func(*Port) string { return v }})
+		out = append(out, param{name: name, get: func(*Port) string { return v }, secret: strings.HasSuffix(name, "password")})
 	}
 	return out
 }
