@@ -40,7 +40,7 @@ test: deps vet compat
 # fuzz runs each fuzz target for FUZZTIME (seed corpora already run in `make test`);
 # `make fuzz FUZZTIME=10m` is the longer run. fuzz-ci is the short one CI runs after the tests.
 FUZZTIME ?= 30s
-FUZZPKGS := ./resp/ ./proxy/
+FUZZPKGS := ./resp/ ./proxy/ ./proxy/upstream/ ./internal/redisconf/
 fuzz:
 	@for p in $(FUZZPKGS); do \
 		for t in $$($(GO) test -list '^Fuzz' $$p | grep ^Fuzz); do \
