@@ -281,4 +281,3 @@ func steadyFullSyncs(r *run, t *topo) int64 {
 	}
 	return v
 }
-
