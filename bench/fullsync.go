@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -27,7 +28,7 @@ import (
 const (
 	// fullSyncTransfers is how many times per repetition the proxy and the sendfile copy
 	// each serve the snapshot, alternately: each transfer takes a fraction of a second.
-	fullSyncTransfers = 3
+	fullSyncTransfers = 5
 	fullSyncReadSize  = 1 << 20
 	fullSyncTimeout   = 2 * time.Minute
 	// fullSyncGoal is the target, proxy over sendfile.
@@ -87,7 +88,7 @@ func fullSyncRun(e *env, r *run, kase string, keys int) {
 			rec("rdb_MB", "MB", float64(t.size)/1e6)
 		}
 		for range fullSyncTransfers {
-			measure("sendfile", copier.addr(), []byte("SEND\r\n"), false)
+			measure("sendfile", copier.addr, []byte("SEND\r\n"), false)
 			if e.selected("proxy") {
 				measure("proxy", proxy.addr(), psync, true)
 			}
@@ -166,52 +167,76 @@ func fullSyncLine(br *bufio.Reader) (string, error) {
 	}
 }
 
-// fileServer is the baseline sender: for each connection, it reads one request line, then
-// writes $<size>\r\n and the file with io.Copy from an *os.File to a *net.TCPConn, which Go
-// does with sendfile(2). It opens the file for each request, as the proxy does.
+// fileServerEnv, set to a file's path, makes the bench binary the baseline sender instead
+// (serveFileMain): a process of its own, as the proxy is, so that neither sender shares a Go
+// runtime with the reader.
+const fileServerEnv = "PSYNC_BENCH_SENDFILE"
+
+// fileServer is the baseline sender process: for each connection, it reads one request
+// line, then writes $<size>\r\n and the file with io.Copy from an *os.File to a
+// *net.TCPConn, which Go does with sendfile(2). It opens the file for each request, as the
+// proxy does.
 type fileServer struct {
-	ln   net.Listener
-	path string
-	done chan struct{}
+	cmd  *exec.Cmd
+	addr string
 }
 
+// startFileServer runs this binary again as the baseline sender of path, and reads the
+// address it listens on from its first line of output.
 func startFileServer(r *run, path string) *fileServer {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	bin, err := os.Executable()
 	if err != nil {
 		r.Fatalf("file server: %v", err)
 	}
-	s := &fileServer{ln: ln, path: path, done: make(chan struct{})}
-	go s.serve(r)
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), fileServerEnv+"="+path)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		r.Fatalf("file server: %v", err)
+	}
+	if err := cmd.Start(); err != nil {
+		r.Fatalf("file server: %v", err)
+	}
 	r.Cleanup(func() {
-		ln.Close()
-		<-s.done
+		cmd.Process.Kill()
+		cmd.Wait()
 	})
-	return s
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		r.Fatalf("file server: no address: %v", err)
+	}
+	return &fileServer{cmd: cmd, addr: strings.TrimSpace(line)}
 }
 
-func (s *fileServer) addr() string { return s.ln.Addr().String() }
-
-// serve answers one connection at a time: the reader never asks twice at once.
-func (s *fileServer) serve(r *run) {
-	defer close(s.done)
+// serveFileMain is the baseline sender's main: it prints its address, then answers one
+// connection at a time (the reader never asks twice at once) until it is killed.
+func serveFileMain(path string) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench file server:", err)
+		return 1
+	}
+	fmt.Println(ln.Addr())
 	for {
-		c, err := s.ln.Accept()
+		c, err := ln.Accept()
 		if err != nil {
-			return
+			fmt.Fprintln(os.Stderr, "bench file server:", err)
+			return 1
 		}
-		if err := s.send(c.(*net.TCPConn)); err != nil {
-			r.Logf("file server: %v", err)
+		if err := sendFile(c.(*net.TCPConn), path); err != nil {
+			fmt.Fprintln(os.Stderr, "bench file server:", err)
 		}
 		c.Close()
 	}
 }
 
-func (s *fileServer) send(c *net.TCPConn) error {
+func sendFile(c *net.TCPConn, path string) error {
 	c.SetDeadline(time.Now().Add(fullSyncTimeout))
 	if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
 		return fmt.Errorf("request: %w", err)
 	}
-	f, err := os.Open(s.path)
+	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}

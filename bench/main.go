@@ -27,6 +27,9 @@ import (
 )
 
 func main() {
+	if path := os.Getenv(fileServerEnv); path != "" {
+		os.Exit(serveFileMain(path)) // the fullsync scenario's baseline sender
+	}
 	os.Exit(benchMain())
 }
 
