@@ -117,22 +117,22 @@ func (e *env) tableColumns(s scenario, rows []row) []string {
 }
 
 // writeTable writes one scenario's rows: a column per topology in cols ("n/a" where a
-// column has no figures at all), then proxy / baseline for each baseline in cols.
+// column has no figures at all), then proxy / baseline for each baseline in cols with figures.
 func writeTable(b *strings.Builder, rows []row, cols []string) {
-	var ratios []string
-	if slices.Contains(cols, "proxy") {
-		for _, base := range baselines() {
-			if slices.Contains(cols, base) {
-				ratios = append(ratios, base)
-			}
-		}
-	}
 	empty := map[string]bool{}
 	for _, t := range cols {
 		empty[t] = true
 		for _, r := range rows {
 			if _, ok := r.Med[t]; ok {
 				empty[t] = false
+			}
+		}
+	}
+	var ratios []string
+	if slices.Contains(cols, "proxy") {
+		for _, base := range baselines() {
+			if slices.Contains(cols, base) && !empty[base] {
+				ratios = append(ratios, base)
 			}
 		}
 	}

@@ -35,8 +35,8 @@ func TestWriteTable(t *testing.T) {
 	for _, c := range []struct{ scenario, want string }{
 		{"latency", "| case | metric | direct | chain | proxy | proxy/direct | proxy/chain |\n|---|---|---|---|---|---|---|\n" +
 			"| light | p50_us | 100.0 | 130.0 | 120.0 | 1.20x | 0.92x |\n| light | only_chain |  | 1 |  |  |  |\n"},
-		{"restart", "| case | metric | direct | chain | proxy | proxy/direct | proxy/chain |\n|---|---|---|---|---|---|---|\n" +
-			"| k | catchup_ms | n/a | 5000 | 500.0 |  | 0.10x |\n"},
+		{"restart", "| case | metric | direct | chain | proxy | proxy/chain |\n|---|---|---|---|---|---|\n" +
+			"| k | catchup_ms | n/a | 5000 | 500.0 | 0.10x |\n"},
 		{"fullsync", "| case | metric | direct | proxy | sendfile | proxy/direct | proxy/sendfile |\n|---|---|---|---|---|---|---|\n" +
 			"| k | MB_s | 200.0 | 1900 | 2000 | 9.50x | 0.95x |\n"},
 	} {
