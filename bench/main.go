@@ -46,6 +46,7 @@ func benchMain() int {
 	flag.StringVar(&cfg.steadyReplicas, "steady-replicas", "1,2,4,8,16", "steady: comma-separated replica `counts` N")
 	flag.StringVar(&cfg.steadySizes, "steady-sizes", "100,1024", "steady: comma-separated value `sizes` in bytes (redis-benchmark -d)")
 	flag.StringVar(&cfg.steadyTests, "steady-tests", "set,lpush,incr", "steady: the redis-benchmark `tests` (-t) measured")
+	flag.IntVar(&cfg.steadyRequests, "steady-requests", 500_000, "steady: redis-benchmark requests (-n) per test at d<=100; 3/10 of it for larger values; -quick takes a tenth")
 	flag.StringVar(&cfg.pin, "pin", pinMasterClient, "CPU placement (see pin.go): "+pinMasterClient+" (the master and redis-benchmark on the first CPU, everything else on the others), "+pinMaster+" (the master alone on the first CPU) or "+pinOff)
 	flag.Parse()
 	var err error
@@ -98,8 +99,10 @@ type config struct {
 	clients   int    // steady: redis-benchmark -c
 	// topologies are the ones -topologies selects, in the order each repetition runs them.
 	topologies []string
-	// steady: the -steady-replicas, -steady-sizes and -steady-tests flags, and their values.
+	// steady: the -steady-replicas, -steady-sizes, -steady-tests and -steady-requests flags,
+	// and what they select.
 	steadyReplicas, steadySizes, steadyTests string
+	steadyRequests                           int
 	steady                                   steadyPlan
 }
 

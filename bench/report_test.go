@@ -64,7 +64,7 @@ func TestParseTopologies(t *testing.T) {
 }
 
 func TestParseSteady(t *testing.T) {
-	c := config{steadyReplicas: "16,1, 4,4", steadySizes: "1024", steadyTests: "SET,incr"}
+	c := config{steadyReplicas: "16,1, 4,4", steadySizes: "1024", steadyTests: "SET,incr", steadyRequests: 1000}
 	if err := c.parseSteady(); err != nil {
 		t.Fatal(err)
 	}
@@ -74,8 +74,13 @@ func TestParseSteady(t *testing.T) {
 	if got := len(c.steady.cases()); got != 3 {
 		t.Errorf("%d cases, want 3", got)
 	}
-	for _, bad := range []config{{steadyReplicas: "0", steadySizes: "1", steadyTests: "set"},
-		{steadyReplicas: "1", steadySizes: "x", steadyTests: "set"}, {steadyReplicas: "1", steadySizes: "1", steadyTests: "set,"}} {
+	if c.steady.requests(100) != 1000 || c.steady.requests(1024) != 300 {
+		t.Errorf("requests %d at d=100, %d at d=1024", c.steady.requests(100), c.steady.requests(1024))
+	}
+	for _, bad := range []config{{steadyReplicas: "0", steadySizes: "1", steadyTests: "set", steadyRequests: 10},
+		{steadyReplicas: "1", steadySizes: "x", steadyTests: "set", steadyRequests: 10},
+		{steadyReplicas: "1", steadySizes: "1", steadyTests: "set,", steadyRequests: 10},
+		{steadyReplicas: "1", steadySizes: "1", steadyTests: "set", steadyRequests: 0}} {
 		if err := bad.parseSteady(); err == nil {
 			t.Errorf("parseSteady accepted %+v", bad)
 		}

@@ -17,11 +17,23 @@ type steadyCase struct{ replicas, size int }
 
 func (c steadyCase) String() string { return fmt.Sprintf("N=%d d=%d", c.replicas, c.size) }
 
-// steadyPlan is what the steady flags select: the replica counts, the value sizes and the
-// redis-benchmark tests.
+// steadyPlan is what the steady flags select: the replica counts, the value sizes, the
+// redis-benchmark tests and their requests.
 type steadyPlan struct {
 	replicas, sizes []int
 	tests           []string
+	n               int // requests per test at d <= 100
+}
+
+// requests is redis-benchmark's -n for a value size: n for small values, 3/10 of it above
+// 100 bytes, so that a test lasts about as long at either size (~50 MB of d=100 values and
+// ~150 MB of d=1024 by default, a second or two each here). Fewer would do for the CPU per
+// operation, which is read in nanoseconds; the ops/s and latencies need the seconds.
+func (p steadyPlan) requests(size int) int {
+	if size > 100 {
+		return p.n * 3 / 10
+	}
+	return p.n
 }
 
 // cases are the points, by N then size.
@@ -51,6 +63,9 @@ func (c *config) parseSteady() error {
 		}
 		c.steady.tests = append(c.steady.tests, f)
 	}
+	if c.steady.n = c.steadyRequests; c.steady.n < 10 {
+		return fmt.Errorf("-steady-requests %d: want at least 10", c.steadyRequests)
+	}
 	return nil
 }
 
@@ -75,12 +90,7 @@ func runSteady(e *env) error {
 	var errs []error
 	plan := e.cfg.steady
 	for _, c := range plan.cases() {
-		// About the same bytes per test at both sizes (~100 MB of d=100, ~300 MB of d=1024),
-		// which makes each test last a few seconds here.
-		n := 1_000_000
-		if c.size > 100 {
-			n = 300_000
-		}
+		n := plan.requests(c.size)
 		if e.cfg.quick {
 			n /= 10
 		}
@@ -111,7 +121,7 @@ func steadyRun(e *env, r *run, c steadyCase, n int, tests []string, topology str
 	t.master.MustDo(r, "SET", "steady:ready", "1")
 	redistest.WaitInSync(r, time.Minute, t.master, t.replicas...)
 	syncs0 := steadyFullSyncs(r, t)
-	masterCPU0 := procCPUSeconds(t.master.PID())
+	masterCPU0 := procRunSeconds(t.master.PID())
 	cpu0 := t.tierCPUSeconds()
 	out0 := steadyTierOutput(r, t)
 
@@ -130,7 +140,7 @@ func steadyRun(e *env, r *run, c steadyCase, n int, tests []string, topology str
 	lagBytes, lag := steadyCatchUp(r, t, time.Now())
 	// The master's CPU per operation shows what the fan-out costs it, whatever the other
 	// processes on this small machine take from the same cores.
-	masterCPU := procCPUSeconds(t.master.PID()) - masterCPU0
+	masterCPU := procRunSeconds(t.master.PID()) - masterCPU0
 
 	// CPU and bytes are both read once the replicas have everything, so they cover the same
 	// work: relaying the whole load, including what was still queued when the benchmark ended.

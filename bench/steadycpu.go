@@ -7,9 +7,13 @@ import (
 	"strings"
 )
 
-// steadyFlat is the most the master's CPU per operation may grow from the fewest to the most
-// replicas and still count as flat: one link to the tier whatever N, so only noise moves it.
-const steadyFlat = 1.10
+// The master's CPU per operation from the fewest to the most replicas: at most steadyFlat
+// counts as flat (one link to the tier whatever N, so only noise moves it: about 5-10% in
+// quick runs here), at least steadyGrows as growing (direct pays for each link).
+const (
+	steadyFlat  = 1.15
+	steadyGrows = 1.5
+)
 
 // steadyCPUSeries is the median master CPU per operation (µs) by value size, topology and N,
 // from the steady scenario's rows.
@@ -88,7 +92,7 @@ func steadyGoal(e *env) {
 		_, _, dr, _, okd := s.growth(d, "direct")
 		if okp && okd {
 			any = true
-			met = met && p <= steadyFlat && dr > steadyFlat
+			met = met && p <= steadyFlat && dr >= steadyGrows
 		}
 		if len(ts) > 0 {
 			parts = append(parts, fmt.Sprintf("d=%d: %s", d, strings.Join(ts, ", ")))
@@ -100,7 +104,7 @@ func steadyGoal(e *env) {
 	}
 	e.addGoal(goal{
 		Name:     "steady: the master's CPU per operation as replicas are added",
-		Target:   fmt.Sprintf("flat behind the proxy (most over fewest replicas <= %.2fx) while direct grows (> %.2fx), at every value size; the chain's for comparison", steadyFlat, steadyFlat),
+		Target:   fmt.Sprintf("flat behind the proxy (most over fewest replicas <= %.2fx) while direct grows (>= %.1fx), at every value size; the chain's for comparison", steadyFlat, steadyGrows),
 		Measured: measured,
 		Met:      any && met,
 	})
