@@ -51,7 +51,8 @@ fuzz:
 fuzz-ci:
 	$(MAKE) fuzz FUZZTIME=10s
 
-# bench runs every scenario of the harness, direct versus through the proxy, on loopback;
+# bench runs every scenario of the harness, direct, through a chained replica and through the
+# proxy, on loopback;
 # BENCHFLAGS passes options, e.g. BENCHFLAGS='-scenarios steady,storm -reps 3' or '-quick'.
 BENCHFLAGS ?=
 bench: deps
