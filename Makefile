@@ -52,8 +52,8 @@ fuzz-ci:
 	$(MAKE) fuzz FUZZTIME=10s
 
 # bench runs every scenario of the harness, direct, through a chained replica and through the
-# proxy, on loopback;
-# BENCHFLAGS passes options, e.g. BENCHFLAGS='-scenarios steady,storm -reps 3' or '-quick'.
+# proxy, on loopback; BENCHFLAGS passes options, e.g. BENCHFLAGS='-scenarios steady,storm
+# -reps 3' or '-quick'.
 BENCHFLAGS ?=
 bench: deps
 	$(GO) run ./bench $(BENCHFLAGS)
