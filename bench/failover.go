@@ -77,19 +77,7 @@ func failoverRun(e *env, r *run, topology string, rep, keys int, rate int64) fai
 		s := redistest.StartSentinel(r, failoverName, master, 2)
 		ss, addrs = append(ss, s), append(addrs, s.Addr())
 	}
-	upstream, known := master.Addr(), failoverReplicas+1
-	var px *proxyProc
-	var chain *redistest.Server
-	switch topology {
-	case "proxy":
-		px = startProxyProc(r, master.Addr(), "--sentinel", strings.Join(addrs, ","), "--sentinel-master", failoverName,
-			"--backlog-size", defaultTierBacklog)
-		r.checkPinned("psync-proxy", px.cmd.Process.Pid, r.e.pin.others)
-		upstream, known = px.addr(), 2
-	case "chain":
-		chain = startChain(r, master, defaultTierBacklog, "--replica-priority", "0")
-		upstream, known = chain.Addr(), 2
-	}
+	upstream, known, px, chain := failoverStartTier(r, topology, master, addrs)
 	uhost, uport, _ := net.SplitHostPort(upstream)
 	var replicas []*redistest.Server
 	for range failoverReplicas {
@@ -148,6 +136,23 @@ func failoverRun(e *env, r *run, topology string, rep, keys int, rate int64) fai
 	stormQuiet(r, r0)
 	redistest.WaitInSync(r, failoverTimeout, r0, replicas...)
 	return res
+}
+
+// failoverStartTier starts the proxy (in --sentinel mode) or the chained replica
+// (replica-priority 0, so that Sentinel never promotes it), and returns the address the
+// measured replicas replicate from and how many replicas the Sentinels will know.
+func failoverStartTier(r *run, topology string, master *redistest.Server, sentinels []string) (upstream string, known int, px *proxyProc, chain *redistest.Server) {
+	switch topology {
+	case "proxy":
+		px = startProxyProc(r, master.Addr(), "--sentinel", strings.Join(sentinels, ","), "--sentinel-master", failoverName,
+			"--backlog-size", defaultTierBacklog)
+		r.checkPinned("psync-proxy", px.cmd.Process.Pid, r.e.pin.others)
+		return px.addr(), 2, px, nil
+	case "chain":
+		chain = startChain(r, master, defaultTierBacklog, "--replica-priority", "0")
+		return chain.Addr(), 2, nil, chain
+	}
+	return master.Addr(), failoverReplicas + 1, nil, nil
 }
 
 // failoverWaitPromoted polls R0 until it reports role:master and returns the time since
