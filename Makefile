@@ -51,8 +51,9 @@ fuzz:
 fuzz-ci:
 	$(MAKE) fuzz FUZZTIME=10s
 
-# bench runs every scenario of the harness, direct versus through the proxy, on loopback;
-# BENCHFLAGS passes options, e.g. BENCHFLAGS='-scenarios steady,storm -reps 3' or '-quick'.
+# bench runs every scenario of the harness, direct, through a chained replica and through the
+# proxy, on loopback; BENCHFLAGS passes options, e.g. BENCHFLAGS='-scenarios steady,storm
+# -reps 3' or '-quick'.
 BENCHFLAGS ?=
 bench: deps
 	$(GO) run ./bench $(BENCHFLAGS)

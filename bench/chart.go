@@ -19,7 +19,8 @@ import (
 
 // writeCharts writes dir/<scenario>.png for every scenario with results: one panel per
 // metric, since metrics differ in unit and scale, each a grouped bar chart of the medians
-// with one group per case and one bar per topology.
+// with one group per case and one bar per topology. Steady also gets steady-cpu.png, the
+// master's CPU per operation against the replica count.
 func (e *env) writeCharts(dir string) error {
 	var errs []error
 	for _, s := range scenarios() {
@@ -29,6 +30,11 @@ func (e *env) writeCharts(dir string) error {
 		}
 		if err := chartScenario(filepath.Join(dir, s.name+".png"), s.name, rows); err != nil {
 			errs = append(errs, fmt.Errorf("chart %s: %w", s.name, err))
+		}
+		if cpu := steadyCPUOf(rows); s.name == "steady" && len(cpu) > 0 {
+			if err := chartSteadyCPU(filepath.Join(dir, "steady-cpu.png"), cpu); err != nil {
+				errs = append(errs, fmt.Errorf("chart steady-cpu: %w", err))
+			}
 		}
 	}
 	return errors.Join(errs...)
@@ -73,6 +79,12 @@ func chartScenario(path, scenario string, rows []row) (err error) {
 		}
 		grid[i/cols][i%cols] = p
 	}
+	return chartSave(path, grid, w)
+}
+
+// chartSave draws a grid of panels, each w wide and chartPanelH high, into a PNG at path.
+func chartSave(path string, grid [][]*plot.Plot, w vg.Length) error {
+	nrows, cols := len(grid), len(grid[0])
 	img := vgimg.New(w*vg.Length(cols), chartPanelH*vg.Length(nrows))
 	dc := draw.New(img)
 	tiles := draw.Tiles{Rows: nrows, Cols: cols, PadX: vg.Inch / 4, PadY: vg.Inch / 4,
@@ -111,8 +123,7 @@ func chartGroup(rows []row) ([]string, map[string][]row) {
 
 // chartTopologies lists the topologies present: the report's order first, then any other.
 func chartTopologies(rows []row) []string {
-	known := topologies()
-	order := append(known[:], "relay")
+	order := columnOrder()
 	var tops, extra []string
 	seen := map[string]bool{}
 	for _, r := range rows {
@@ -138,16 +149,20 @@ func chartTopologies(rows []row) []string {
 func chartColor(topology string, i int) color.Color {
 	switch topology {
 	case "direct":
-		return color.RGBA{R: 0x4c, G: 0x72, B: 0xb0, A: 0xff}
+		return color.RGBA{R: 0x4c, G: 0x72, B: 0xb0, A: 0xff} // blue
+	case "chain":
+		return color.RGBA{R: 0x81, G: 0x72, B: 0xb3, A: 0xff} // purple
 	case "proxy":
-		return color.RGBA{R: 0xdd, G: 0x84, B: 0x52, A: 0xff}
+		return color.RGBA{R: 0xdd, G: 0x84, B: 0x52, A: 0xff} // orange
 	case "relay":
-		return color.RGBA{R: 0x55, G: 0xa8, B: 0x68, A: 0xff}
+		return color.RGBA{R: 0x55, G: 0xa8, B: 0x68, A: 0xff} // green
+	case "sendfile":
+		return color.RGBA{R: 0x93, G: 0x78, B: 0x60, A: 0xff} // brown
 	}
 	others := []color.Color{
-		color.RGBA{R: 0x81, G: 0x72, B: 0xb3, A: 0xff},
-		color.RGBA{R: 0x93, G: 0x78, B: 0x60, A: 0xff},
 		color.RGBA{R: 0x8c, G: 0x8c, B: 0x8c, A: 0xff},
+		color.RGBA{R: 0xc4, G: 0x4e, B: 0x52, A: 0xff},
+		color.RGBA{R: 0xcc, G: 0xb9, B: 0x74, A: 0xff},
 	}
 	return others[i%len(others)]
 }

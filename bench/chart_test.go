@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"image/png"
 	"math"
 	"os"
@@ -30,6 +31,18 @@ func TestWriteCharts(t *testing.T) {
 		add("steady", c, "proxy", "lag_bytes", "B", 0, 0)
 	}
 	add("steady", "replicas=2 d=100 SET", "proxy", "drift", "ms", -3)
+	// The master's CPU per operation against N, for steady-cpu.png: a missing point, a NaN.
+	for _, n := range []int{1, 2, 4, 8, 16} {
+		for _, d := range []int{100, 1024} {
+			kase := fmt.Sprintf("N=%d d=%d", n, d)
+			add("steady", kase, "direct", "master_cpu_us_per_op", "µs", 1+0.1*float64(n))
+			add("steady", kase, "proxy", "master_cpu_us_per_op", "µs", 1)
+			if n != 4 {
+				add("steady", kase, "chain", "master_cpu_us_per_op", "µs", 1.01)
+			}
+		}
+	}
+	add("steady", "N=32 d=100", "chain", "master_cpu_us_per_op", "µs", math.NaN())
 	add("storm", "replicas=8", "proxy", "zero", "", 0)
 	add("storm", "replicas=8", "direct", "inf", "x", math.Inf(1))
 
@@ -60,5 +73,13 @@ func TestWriteCharts(t *testing.T) {
 		if b := img.Bounds(); b.Dx() < 100 || b.Dy() < 100 {
 			t.Errorf("%s: image is only %v", s.name, b)
 		}
+	}
+	f, err := os.Open(filepath.Join(dir, "steady-cpu.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := png.Decode(f); err != nil {
+		t.Errorf("steady-cpu.png: %v", err)
 	}
 }

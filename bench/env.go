@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,7 +42,7 @@ type env struct {
 type result struct {
 	Scenario string
 	Case     string // e.g. "replicas=2 d=100 SET"
-	Topology string // "direct" or "proxy" (or "relay" for the forwarding baseline)
+	Topology string // "direct", "chain" or "proxy" (or a scenario's own baseline: "relay", "sendfile")
 	Rep      int
 	Metric   string // e.g. "master_ops_s", "p99_ms"
 	Unit     string
@@ -153,15 +154,26 @@ func (e *env) runScenario(s scenario) (err error) {
 	return s.run(e)
 }
 
-// topologies are the two sides every scenario compares, in the order each repetition runs them.
-func topologies() [2]string { return [2]string{"direct", "proxy"} }
+// topologies are the sides every scenario compares, in the order each repetition runs them:
+// replicas attached to the master itself, to a Redis chained replica (the tier a Redis user
+// would otherwise run, see chain.go), or to psync-proxy.
+func topologies() []string { return []string{"direct", "chain", "proxy"} }
 
-// each runs fn for every repetition and topology, alternating direct, proxy, direct, proxy.
-// A failing run is reported and the others still run.
+// each runs fn for every repetition and selected topology (-topologies), alternating direct,
+// chain, proxy, direct, chain, proxy. A failing run is reported and the others still run.
 func (e *env) each(scenario string, fn func(r *run, topology string, rep int)) error {
+	return e.eachOf(scenario, topologies(), fn)
+}
+
+// eachOf is each over the topologies of have that -topologies selects, for a scenario that
+// has no column for some of them.
+func (e *env) eachOf(scenario string, have []string, fn func(r *run, topology string, rep int)) error {
 	var errs []error
 	for rep := 0; rep < e.cfg.reps; rep++ {
-		for _, topo := range topologies() {
+		for _, topo := range e.cfg.topologies {
+			if !slices.Contains(have, topo) {
+				continue
+			}
 			e.step("%s: %s, repetition %d of %d", scenario, topo, rep+1, e.cfg.reps)
 			if err := e.try(scenario+"-"+topo, func(r *run) { fn(r, topo, rep) }); err != nil {
 				errs = append(errs, fmt.Errorf("%s #%d: %w", topo, rep, err))
@@ -169,6 +181,29 @@ func (e *env) each(scenario string, fn func(r *run, topology string, rep int)) e
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// selected reports whether -topologies includes topology.
+func (e *env) selected(topology string) bool { return slices.Contains(e.cfg.topologies, topology) }
+
+// parseTopologies reads the -topologies flag: a comma-separated subset of topologies(), run
+// in their usual order whatever the order given.
+func parseTopologies(s string) ([]string, error) {
+	var want []string
+	for f := range strings.SplitSeq(s, ",") {
+		f = strings.TrimSpace(f)
+		if !slices.Contains(topologies(), f) {
+			return nil, fmt.Errorf("-topologies %q: unknown topology %q (have %s)", s, f, strings.Join(topologies(), ", "))
+		}
+		want = append(want, f)
+	}
+	var out []string
+	for _, t := range topologies() {
+		if slices.Contains(want, t) {
+			out = append(out, t)
+		}
+	}
+	return out, nil
 }
 
 // try runs fn with a fresh run (a redistest.TB whose Fatalf aborts fn), then its cleanups.
@@ -227,29 +262,60 @@ func (r *run) cleanup() {
 	r.cleanups = nil
 }
 
-// topo is a master and its replicas, attached directly or through a psync-proxy.
+// topo is a master and its replicas, attached directly, through a chained replica or
+// through a psync-proxy.
 type topo struct {
 	master   *redistest.Server
-	proxy    *proxyProc // nil for direct
+	chain    *redistest.Server // nil unless chain
+	proxy    *proxyProc        // nil unless proxy
 	replicas []*redistest.Server
+}
+
+// tierConfig is what a scenario gives the tier between the master and the replicas.
+type tierConfig struct {
+	backlog   string   // the proxy's --backlog-size and the chain's repl-backlog-size ("": the proxy's default)
+	proxyArgs []string // more flags of the proxy
+	chainArgs []string // more options of the chained replica
 }
 
 // upstream is the address replicas replicate from.
 func (t *topo) upstream() string {
-	if t.proxy != nil {
+	switch {
+	case t.proxy != nil:
 		return t.proxy.addr()
+	case t.chain != nil:
+		return t.chain.Addr()
 	}
 	return t.master.Addr()
 }
 
-// startTopo starts a master (with masterArgs), the proxy when topology is "proxy" (with
-// proxyArgs), and n replicas of the upstream, and waits until all are online.
-func startTopo(r *run, topology string, n int, masterArgs, proxyArgs []string) *topo {
+// tierCPUSeconds is the CPU time so far of the proxy or the chained replica (0 direct).
+func (t *topo) tierCPUSeconds() float64 {
+	switch {
+	case t.proxy != nil:
+		return t.proxy.cpuSeconds()
+	case t.chain != nil:
+		return procCPUSeconds(t.chain.PID())
+	}
+	return 0
+}
+
+// startTopo starts a master (with masterArgs), the tier the topology has (the proxy or a
+// chained replica, configured by tier), and n replicas of the upstream, and waits until all
+// are online and streaming.
+func startTopo(r *run, topology string, n int, masterArgs []string, tier tierConfig) *topo {
 	t := &topo{master: redistest.Start(r, masterArgs...)}
 	r.pinMaster(t.master)
-	if topology == "proxy" {
-		t.proxy = startProxyProc(r, t.master.Addr(), proxyArgs...)
+	if tier.backlog == "" {
+		tier.backlog = defaultTierBacklog
+	}
+	switch topology {
+	case "proxy":
+		args := append([]string{"--backlog-size", tier.backlog}, tier.proxyArgs...)
+		t.proxy = startProxyProc(r, t.master.Addr(), args...)
 		r.checkPinned("psync-proxy", t.proxy.cmd.Process.Pid, r.e.pin.others)
+	case "chain":
+		t.chain = startChain(r, t.master, tier.backlog, tier.chainArgs...)
 	}
 	for i := 0; i < n; i++ {
 		t.addReplica(r)
@@ -396,6 +462,35 @@ func procCPUSeconds(pid int) float64 {
 	ut, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return (ut + st) / 100 // USER_HZ is 100 on Linux
+}
+
+// procRunSeconds is the time every live thread of pid has spent on a CPU, from
+// /proc/<pid>/task/*/schedstat in nanoseconds: /proc/<pid>/stat counts in 10 ms ticks, too
+// coarse for the master's CPU per operation over a short load. It falls back to
+// procCPUSeconds where schedstat is missing. (Threads that have exited are not counted;
+// redis-server's live as long as it does.)
+func procRunSeconds(pid int) float64 {
+	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	var ns float64
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // the thread has just exited
+		}
+		fields := strings.Fields(string(b))
+		if len(fields) == 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(fields[0], 64)
+		if err != nil {
+			return procCPUSeconds(pid)
+		}
+		ns += v
+	}
+	if len(files) == 0 {
+		return procCPUSeconds(pid)
+	}
+	return ns / 1e9
 }
 
 // childrenCPUSeconds is the user+system CPU time of this process's reaped children.

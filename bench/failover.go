@@ -19,11 +19,13 @@ const (
 
 // runFailover kills the master under a paced write load while three Sentinels (quorum 2,
 // down-after 1 s) watch it, and times how long every replica takes to have a write made on
-// the new master. The promoted replica R0 is a direct replica of the master in both columns;
+// the new master. The promoted replica R0 is a direct replica of the master in every column;
 // the measured replicas are attached directly to the master ("direct": Sentinel reconfigures
-// each of them, one at a time, as parallel-syncs 1 has it) or behind psync-proxy in --sentinel
+// each of them, one at a time, as parallel-syncs 1 has it), behind a chained replica
+// ("chain": Sentinel knows the chain, a replica of the master, and reconfigures it; it
+// follows R0 with PSYNC2 and its replicas follow it), or behind psync-proxy in --sentinel
 // mode ("proxy": Sentinel reconfigures the proxy, which also follows +switch-master itself).
-// They have replica-priority 0 in both, so that R0 is the one promoted either way.
+// They, and the chain, have replica-priority 0, so that R0 is the one promoted every time.
 func runFailover(e *env) error {
 	keys, rate := 100_000, int64(2<<20)
 	if e.cfg.quick {
@@ -40,7 +42,9 @@ func runFailover(e *env) error {
 		rec("all_replicas_ms", "ms", ms(res.all))
 		rec("replica_full", "", float64(res.replicaFull))
 		rec("replica_partial", "", float64(res.replicaPartial))
-		rec("proxy_full", "", float64(res.proxyFull))
+		if topology != "direct" {
+			rec("tier_full", "", float64(res.tierFull))
+		}
 		rec("new_master_sync_full", "", float64(res.masterFull))
 		rec("new_master_forks", "", float64(res.forks))
 	})
@@ -52,7 +56,7 @@ func runFailover(e *env) error {
 type failoverResult struct {
 	promoted, all               time.Duration // from the SIGKILL: R0 a master; every replica with its write
 	replicaFull, replicaPartial int           // resyncs in the measured replicas' logs after the kill
-	proxyFull                   int64         // the proxy's full resyncs upstream after the switch
+	tierFull                    int64         // the chain's or the proxy's full resyncs upstream after the switch
 	masterFull, forks           int64         // the new master's sync_full and total_forks deltas
 }
 
@@ -73,13 +77,7 @@ func failoverRun(e *env, r *run, topology string, rep, keys int, rate int64) fai
 		s := redistest.StartSentinel(r, failoverName, master, 2)
 		ss, addrs = append(ss, s), append(addrs, s.Addr())
 	}
-	upstream, known := master.Addr(), failoverReplicas+1
-	var px *proxyProc
-	if topology == "proxy" {
-		px = startProxyProc(r, master.Addr(), "--sentinel", strings.Join(addrs, ","), "--sentinel-master", failoverName)
-		r.checkPinned("psync-proxy", px.cmd.Process.Pid, r.e.pin.others)
-		upstream, known = px.addr(), 2
-	}
+	upstream, known, px, chain := failoverStartTier(r, topology, master, addrs)
 	uhost, uport, _ := net.SplitHostPort(upstream)
 	var replicas []*redistest.Server
 	for range failoverReplicas {
@@ -95,6 +93,10 @@ func failoverRun(e *env, r *run, topology string, rep, keys int, rate int64) fai
 	logBefore := make([]int, len(replicas))
 	for i, s := range replicas {
 		logBefore[i] = len(s.Log(r))
+	}
+	chainLog := 0
+	if chain != nil {
+		chainLog = len(chain.Log(r))
 	}
 	step("SIGKILL to the master")
 	killed := time.Now()
@@ -120,7 +122,10 @@ func failoverRun(e *env, r *run, topology string, rep, keys int, rate int64) fai
 		if err != nil {
 			r.Fatalf("proxy INFO: %v", err)
 		}
-		res.proxyFull = stormDeltaOne(r, pi, "master_changes_full")
+		res.tierFull = stormDeltaOne(r, pi, "master_changes_full")
+	}
+	if chain != nil {
+		res.tierFull = int64(strings.Count(chain.Log(r)[chainLog:], "Full resync from master"))
 	}
 	step("checking digests")
 	// Each Sentinel publishes its hello on the master every 2 s, and PUBLISH moves the
@@ -131,6 +136,23 @@ func failoverRun(e *env, r *run, topology string, rep, keys int, rate int64) fai
 	stormQuiet(r, r0)
 	redistest.WaitInSync(r, failoverTimeout, r0, replicas...)
 	return res
+}
+
+// failoverStartTier starts the proxy (in --sentinel mode) or the chained replica
+// (replica-priority 0, so that Sentinel never promotes it), and returns the address the
+// measured replicas replicate from and how many replicas the Sentinels will know.
+func failoverStartTier(r *run, topology string, master *redistest.Server, sentinels []string) (upstream string, known int, px *proxyProc, chain *redistest.Server) {
+	switch topology {
+	case "proxy":
+		px = startProxyProc(r, master.Addr(), "--sentinel", strings.Join(sentinels, ","), "--sentinel-master", failoverName,
+			"--backlog-size", defaultTierBacklog)
+		r.checkPinned("psync-proxy", px.cmd.Process.Pid, r.e.pin.others)
+		return px.addr(), 2, px, nil
+	case "chain":
+		chain = startChain(r, master, defaultTierBacklog, "--replica-priority", "0")
+		return chain.Addr(), 2, nil, chain
+	}
+	return master.Addr(), failoverReplicas + 1, nil, nil
 }
 
 // failoverWaitPromoted polls R0 until it reports role:master and returns the time since
@@ -204,8 +226,9 @@ func failoverGoal(e *env, kase string) {
 	e.addGoal(goal{
 		Name:   "failover: the master killed, Sentinel promotes a replica",
 		Target: "the issue's: replicas behind the proxy continue with PSYNC2, no full sync, no fork of the new master",
-		Measured: fmt.Sprintf("proxy: every replica had the new master's write %s ms after the kill (R0 promoted at %s ms), %s full syncs, %s new-master forks; direct: %s ms (%s), %s full syncs, %s forks",
+		Measured: fmt.Sprintf("proxy: every replica had the new master's write %s ms after the kill (R0 promoted at %s ms), %s full syncs, %s new-master forks; chain: %s ms (%s), %s full syncs, %s forks; direct: %s ms (%s), %s full syncs, %s forks",
 			get("proxy", "all_replicas_ms"), get("proxy", "promoted_ms"), get("proxy", "replica_full"), get("proxy", "new_master_forks"),
+			get("chain", "all_replicas_ms"), get("chain", "promoted_ms"), get("chain", "replica_full"), get("chain", "new_master_forks"),
 			get("direct", "all_replicas_ms"), get("direct", "promoted_ms"), get("direct", "replica_full"), get("direct", "new_master_forks")),
 		Met: okf && okk && full == 0 && forks == 0,
 	})

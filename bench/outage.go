@@ -29,8 +29,9 @@ const (
 )
 
 // runOutage takes a replica down for T seconds while a paced writer keeps writing W MB/s to
-// the master (1mb backlog in both topologies), then starts it again and measures how it
-// resyncs, how long it takes to catch up, and the master's PING latency meanwhile.
+// the master (1mb backlog in every topology; the proxy's backlog and the chain's hold the
+// run's stream), then starts it again and measures how it resyncs, how long it takes to
+// catch up, and the master's PING latency meanwhile.
 func runOutage(e *env) error {
 	rate, outages := int64(2<<20), []int{2}
 	if !e.cfg.quick {
@@ -43,7 +44,7 @@ func runOutage(e *env) error {
 	largest := slices.Max(outages)
 	// Resync outcomes of the largest T, by topology, for the goal.
 	type tally struct{ runs, partial, full int }
-	tallies := map[string]*tally{"direct": {}, "proxy": {}}
+	tallies := map[string]*tally{"direct": {}, "chain": {}, "proxy": {}}
 
 	var errs []error
 	for _, T := range outages {
@@ -76,9 +77,12 @@ func runOutage(e *env) error {
 		Name:   "outage of 120 s at >= 10 MB/s",
 		Target: "partial resync through the proxy, full resync direct",
 	}
-	d, p := tallies["direct"], tallies["proxy"]
+	d, c, p := tallies["direct"], tallies["chain"], tallies["proxy"]
 	g.Measured = fmt.Sprintf("T=%ds at %d MB/s: proxy partial in %d of %d runs, direct full in %d of %d runs",
 		largest, rate>>20, p.partial, p.runs, d.full, d.runs)
+	if c.runs > 0 {
+		g.Measured += fmt.Sprintf(", chain (same backlog as the proxy) partial in %d of %d runs", c.partial, c.runs)
+	}
 	if largest < 120 || rate < 10<<20 {
 		g.Measured += " (shorter or slower than the goal's case)"
 	}
@@ -103,7 +107,7 @@ func outageRun(e *env, r *run, topology string, rep int, T time.Duration, rate i
 	step("starting")
 	t := startTopo(r, topology, 1,
 		[]string{"--repl-backlog-size", "1mb"},
-		[]string{"--backlog-size", outageBacklogSize(rate, T)})
+		tierConfig{backlog: outageBacklogSize(rate, T)})
 	replica := t.replicas[0]
 	w := outageStartWriter(r, t.master, rate)
 
@@ -143,8 +147,9 @@ func outageRun(e *env, r *run, topology string, rep int, T time.Duration, rate i
 	return res
 }
 
-// outageBacklogSize is the proxy's --backlog-size: the stream of the whole run (before,
-// outage, catch-up) with 25% and 30 s to spare, in Redis units.
+// outageBacklogSize is the proxy's --backlog-size and the chain's repl-backlog-size: the
+// stream of the whole run (before, outage, catch-up) with 25% and 30 s to spare, in Redis
+// units.
 func outageBacklogSize(rate int64, T time.Duration) string {
 	mb := rate * (int64(T/time.Second) + 30) * 5 / 4 >> 20
 	return strconv.FormatInt(max(mb, 64), 10) + "mb"

@@ -13,13 +13,14 @@ import (
 // replicas and the proxy. On a small machine they share the CPUs, so the scheduler can give
 // the master's time to the proxy and the replicas, which hides the work the proxy saves the
 // master (writing the stream to one link instead of N). -pin gives the master the first CPU
-// the harness may use and everything else the others, identically in both topologies:
+// the harness may use and everything else the others, identically in every topology:
 //
 //   - pinMasterClient (the default): the master and redis-benchmark, which loads it, share the
-//     first CPU; the replicas, psync-proxy and this process (which runs the latency probes and
-//     the outage writer) use the others. That CPU then does the same client work in both
-//     topologies plus the master's, and the master's saving is all that can change its ops/s:
-//     replicas and proxy cannot take its time, nor starve the client feeding it.
+//     first CPU; the replicas, the tier (psync-proxy or the chained replica) and this process
+//     (which runs the latency probes and the outage writer) use the others. That CPU then
+//     does the same client work in every topology plus the master's, and the master's saving
+//     is all that can change its ops/s: replicas and tier cannot take its time, nor starve
+//     the client feeding it.
 //   - pinMaster: the master alone on the first CPU, redis-benchmark with the rest. On two
 //     CPUs the N replicas then starve redis-benchmark, the master idles, and the ops/s measure
 //     how CPU 1 is shared, where the proxy's CPU comes straight out of the client's.
@@ -30,8 +31,10 @@ import (
 // it answers PING (Redis 7 has started its threads by then, and the children it forks for
 // full syncs copy its mask). With pinMasterClient the harness moves itself to the master's
 // CPU only to start redis-benchmark (in steady, until it ends, while the harness just waits
-// for it). The forward scenario has no redis-server: its synthetic upstream,
-// relay and sinks live in this process, so it runs unpinned, on every CPU.
+// for it). The forward scenario has no redis-server: its synthetic upstream, relay and sinks
+// live in this process, so it runs unpinned, on every CPU. So does fullsync: it measures one
+// sender and one reader at a time, the master's sync being one of three senders, and each
+// gets the whole machine.
 const (
 	pinMasterClient = "master+client"
 	pinMaster       = "master"
@@ -119,7 +122,7 @@ func planPinning(mode string) (pinPlan, error) {
 		p.client = p.others
 		p.desc = fmt.Sprintf("pinned (-pin %s): master redis-server alone on CPU %s; redis-benchmark, replicas, psync-proxy and the harness on CPU %s", mode, p.master, p.others)
 	}
-	p.desc += ", in both topologies (forward scenario unpinned: it has no master)"
+	p.desc += ", in every topology (fullsync and forward unpinned: no master of their own on a CPU)"
 	return p, nil
 }
 

@@ -62,7 +62,8 @@ func (e *env) writeReports() error {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# psync-proxy benchmark results\n\nMachine: %s\n\n", e.machine)
-	fmt.Fprintf(&b, "Each value is the median of %d repetitions per topology, run alternately (direct, proxy, direct, proxy, ...) in one invocation. The ratio is proxy / direct (proxy / relay for the forwarding ceiling).\n\n", e.cfg.reps)
+	fmt.Fprintf(&b, "Each value is the median of %d repetitions per topology, run alternately (%s, %s, ...) in one invocation. The ratios are proxy / each baseline: direct, chain (and relay for the forwarding ceiling, sendfile for the full sync from the snapshot).\n\n",
+		e.cfg.reps, strings.Join(e.cfg.topologies, ", "), strings.Join(e.cfg.topologies, ", "))
 	if len(e.goals) > 0 {
 		b.WriteString("## Goals\n\n| goal | target | measured | met |\n|---|---|---|---|\n")
 		for _, g := range e.goals {
@@ -76,37 +77,7 @@ func (e *env) writeReports() error {
 			continue
 		}
 		fmt.Fprintf(&b, "## %s\n\n%s.\n\n", s.name, s.doc)
-		var tops []string
-		all := topologies()
-		for _, t := range append(all[:], "relay") {
-			for _, r := range rows {
-				if _, ok := r.Med[t]; ok {
-					tops = append(tops, t)
-					break
-				}
-			}
-		}
-		fmt.Fprintf(&b, "| case | metric | %s | ratio |\n|---|---|%s---|\n", strings.Join(tops, " | "), strings.Repeat("---|", len(tops)))
-		for _, r := range rows {
-			var cells []string
-			for _, t := range tops {
-				if v, ok := r.Med[t]; ok {
-					cells = append(cells, formatValue(v, r.Unit))
-				} else {
-					cells = append(cells, "")
-				}
-			}
-			// The baseline is the direct link, or the plain relay where there is no direct one.
-			ratio := ""
-			base, ok := r.Med["direct"]
-			if !ok {
-				base, ok = r.Med["relay"]
-			}
-			if p, pok := r.Med["proxy"]; ok && pok && base != 0 {
-				ratio = fmt.Sprintf("%.2fx", p/base)
-			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", r.Case, r.Metric, strings.Join(cells, " | "), ratio)
-		}
+		writeTable(&b, rows, e.tableColumns(s, rows))
 		b.WriteString("\n")
 	}
 	if err := os.WriteFile(filepath.Join(e.cfg.out, "results.md"), []byte(b.String()), 0o644); err != nil {
@@ -117,6 +88,83 @@ func (e *env) writeReports() error {
 		return err
 	}
 	return e.writeCharts(e.cfg.out)
+}
+
+// columnOrder is the order of a table's columns and a chart's bars: the topologies, then the
+// scenarios' own baselines.
+func columnOrder() []string { return append(topologies(), "relay", "sendfile") }
+
+// baselines are what the proxy is compared with, in its ratio columns.
+func baselines() []string { return []string{"direct", "chain", "relay", "sendfile"} }
+
+// tableColumns are the topologies with figures in rows, in columnOrder, and the one the
+// scenario has none for (s.na) where the run selected it, so that its absence shows.
+func (e *env) tableColumns(s scenario, rows []row) []string {
+	var cols []string
+	for _, t := range columnOrder() {
+		has := t == s.na && e.selected(t)
+		for _, r := range rows {
+			if _, ok := r.Med[t]; ok {
+				has = true
+				break
+			}
+		}
+		if has {
+			cols = append(cols, t)
+		}
+	}
+	return cols
+}
+
+// writeTable writes one scenario's rows: a column per topology in cols ("n/a" where a
+// column has no figures at all), then proxy / baseline for each baseline in cols with figures.
+func writeTable(b *strings.Builder, rows []row, cols []string) {
+	empty := map[string]bool{}
+	for _, t := range cols {
+		empty[t] = true
+		for _, r := range rows {
+			if _, ok := r.Med[t]; ok {
+				empty[t] = false
+			}
+		}
+	}
+	var ratios []string
+	if slices.Contains(cols, "proxy") {
+		for _, base := range baselines() {
+			if slices.Contains(cols, base) && !empty[base] {
+				ratios = append(ratios, base)
+			}
+		}
+	}
+	head := append([]string{"case", "metric"}, cols...)
+	for _, base := range ratios {
+		head = append(head, "proxy/"+base)
+	}
+	fmt.Fprintf(b, "| %s |\n|%s\n", strings.Join(head, " | "), strings.Repeat("---|", len(head)))
+	for _, r := range rows {
+		cells := []string{r.Case, r.Metric}
+		for _, t := range cols {
+			v, ok := r.Med[t]
+			switch {
+			case ok:
+				cells = append(cells, formatValue(v, r.Unit))
+			case empty[t]:
+				cells = append(cells, "n/a")
+			default:
+				cells = append(cells, "")
+			}
+		}
+		for _, base := range ratios {
+			ratio := ""
+			if v, ok := r.Med[base]; ok && v != 0 {
+				if p, ok := r.Med["proxy"]; ok {
+					ratio = fmt.Sprintf("%.2fx", p/v)
+				}
+			}
+			cells = append(cells, ratio)
+		}
+		fmt.Fprintf(b, "| %s |\n", strings.Join(cells, " | "))
+	}
 }
 
 func formatValue(v float64, unit string) string {

@@ -19,12 +19,13 @@ const (
 )
 
 // runRestart kills the tier between the master and its replicas with SIGKILL under a paced
-// write load and starts it again: a chained Redis replica ("direct" column: the tier a
-// Redis user would otherwise run) or psync-proxy with its disk backlog. It measures how the
+// write load and starts it again: a chained Redis replica (the tier a Redis user would
+// otherwise run) or psync-proxy with its disk backlog. There is no direct topology: with the
+// replicas on the master there is no tier to restart. It measures how the
 // tier and its replicas resync, the master's forks, the time until every replica is back in
 // sync, and the master's PING latency meanwhile.
 func runRestart(e *env) error {
-	// The master's backlog covers the tier's downtime in both topologies: that is what lets
+	// The master's backlog covers the tier's downtime in both tiers: that is what lets
 	// the tier itself resume with a partial resync. The dataset is written through the
 	// stream after the tier's first sync and outgrows that backlog, as on any tier that has
 	// run for longer than backlog/W: a chained Redis replica restarts from the RDB it saved
@@ -34,7 +35,7 @@ func runRestart(e *env) error {
 		keys, rate, backlog = 10_000, 2<<20, "8mb"
 	}
 	kase := fmt.Sprintf("%dk keys x 1 KiB, W=%dMB/s", keys/1000, rate>>20)
-	err := e.each("restart", func(r *run, topology string, rep int) {
+	err := e.eachOf("restart", []string{"chain", "proxy"}, func(r *run, topology string, rep int) {
 		res := restartRun(e, r, topology, rep, keys, rate, backlog)
 		rec := func(metric, unit string, v float64) {
 			e.record(result{Scenario: "restart", Case: kase, Topology: topology, Rep: rep, Metric: metric, Unit: unit, Value: v})
@@ -69,7 +70,7 @@ func restartRun(e *env, r *run, topology string, rep, keys int, rate int64, back
 	step("starting")
 	master := redistest.Start(r, "--repl-backlog-size", backlog)
 	r.pinMaster(master)
-	tier := restartStartTier(r, topology, master, backlog)
+	tier := restartStartTier(r, topology, master)
 	var replicas []*redistest.Server
 	host, port, _ := net.SplitHostPort(tier.addr())
 	for range restartReplicas {
@@ -130,23 +131,23 @@ func restartRun(e *env, r *run, topology string, rep, keys int, rate int64, back
 
 // restartTier is the process between the master and the replicas.
 type restartTier struct {
-	redis *redistest.Server // chained replica ("direct")
+	redis *redistest.Server // chained replica
 	proxy *proxyProc        // psync-proxy with a disk backlog
 }
 
-func restartStartTier(r *run, topology string, master *redistest.Server, backlog string) *restartTier {
+// restartBacklog is the proxy's disk backlog, and the chain's repl-backlog-size.
+const restartBacklog = "1gb"
+
+func restartStartTier(r *run, topology string, master *redistest.Server) *restartTier {
 	if topology == "proxy" {
-		p := startProxyProc(r, master.Addr(), "--backlog-mode", "disk", "--backlog-size", "1gb")
+		p := startProxyProc(r, master.Addr(), "--backlog-mode", "disk", "--backlog-size", restartBacklog)
 		r.checkPinned("psync-proxy", p.cmd.Process.Pid, r.e.pin.others)
 		r.Cleanup(func() { os.RemoveAll(filepath.Join(p.dir, "data")) })
 		return &restartTier{proxy: p}
 	}
-	host, port, _ := net.SplitHostPort(master.Addr())
-	// The master's backlog size; Redis's default repl-diskless-load (disabled) keeps the RDB
-	// of its sync in dump.rdb, from which it restarts.
-	s := redistest.Start(r, "--replicaof", host, port, "--repl-backlog-size", backlog)
-	redistest.WaitOnline(r, s, 2*time.Minute)
-	return &restartTier{redis: s}
+	// Its backlog is in memory, gone with the process; what it restarts from is the RDB of its
+	// own sync, kept as dump.rdb (repl-diskless-load disabled, see chain.go).
+	return &restartTier{redis: startChain(r, master, restartBacklog)}
 }
 
 func (t *restartTier) addr() string {
@@ -194,7 +195,7 @@ func restartGoal(e *env, kase string) {
 		Target: "no target in the issue; the proxy's claim: no master fork, no replica full sync",
 		Measured: fmt.Sprintf("proxy: %s forks, %s replica full syncs, %s partial, back in sync in %s ms; chained Redis replica: %s forks, %s full, %s partial, %s ms",
 			get("proxy", "master_forks"), get("proxy", "replica_full"), get("proxy", "replica_partial"), get("proxy", "catchup_ms"),
-			get("direct", "master_forks"), get("direct", "replica_full"), get("direct", "replica_partial"), get("direct", "catchup_ms")),
+			get("chain", "master_forks"), get("chain", "replica_full"), get("chain", "replica_partial"), get("chain", "catchup_ms")),
 		Met: okf && oku && forks == 0 && full == 0,
 	})
 }

@@ -11,65 +11,119 @@ import (
 	"github.com/psync-proxy/psync-proxy/internal/redistest"
 )
 
-// steadyCase is one point of the steady scenario: replicas behind the master (or the proxy)
+// steadyCase is one point of the steady scenario: replicas behind the master (or the tier)
 // and the value size redis-benchmark writes.
 type steadyCase struct{ replicas, size int }
 
 func (c steadyCase) String() string { return fmt.Sprintf("N=%d d=%d", c.replicas, c.size) }
 
-// steadyCases are the points of the goal: 2 and 8 replicas, small and 1 KiB values.
-func steadyCases() []steadyCase {
-	return []steadyCase{{2, 100}, {2, 1024}, {8, 100}, {8, 1024}}
+// steadyPlan is what the steady flags select: the replica counts, the value sizes, the
+// redis-benchmark tests and their requests.
+type steadyPlan struct {
+	replicas, sizes []int
+	tests           []string
+	n               int // requests per test at d <= 100
 }
 
-// runSteady measures the master's throughput and latency under redis-benchmark with N
-// replicas attached directly or through the proxy, then how far the replicas trail it.
+// requests is redis-benchmark's -n for a value size: n for small values, 3/10 of it above
+// 100 bytes, so that a test lasts about as long at either size (~50 MB of d=100 values and
+// ~150 MB of d=1024 by default, a second or two each here). Fewer would do for the CPU per
+// operation, which is read in nanoseconds; the ops/s and latencies need the seconds.
+func (p steadyPlan) requests(size int) int {
+	if size > 100 {
+		return p.n * 3 / 10
+	}
+	return p.n
+}
+
+// cases are the points, by N then size.
+func (p steadyPlan) cases() []steadyCase {
+	var out []steadyCase
+	for _, n := range p.replicas {
+		for _, d := range p.sizes {
+			out = append(out, steadyCase{n, d})
+		}
+	}
+	return out
+}
+
+// parseSteady reads the -steady-replicas, -steady-sizes and -steady-tests flags.
+func (c *config) parseSteady() error {
+	var err error
+	if c.steady.replicas, err = steadyInts("-steady-replicas", c.steadyReplicas); err != nil {
+		return err
+	}
+	if c.steady.sizes, err = steadyInts("-steady-sizes", c.steadySizes); err != nil {
+		return err
+	}
+	for f := range strings.SplitSeq(c.steadyTests, ",") {
+		f = strings.ToLower(strings.TrimSpace(f))
+		if f == "" || strings.ContainsAny(f, " \t") {
+			return fmt.Errorf("-steady-tests %q: bad test name %q", c.steadyTests, f)
+		}
+		c.steady.tests = append(c.steady.tests, f)
+	}
+	if c.steady.n = c.steadyRequests; c.steady.n < 10 {
+		return fmt.Errorf("-steady-requests %d: want at least 10", c.steadyRequests)
+	}
+	return nil
+}
+
+// steadyInts parses a comma-separated list of positive integers, sorted and without repeats.
+func steadyInts(flag, s string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%s %q: %q is not a positive number", flag, s, f)
+		}
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// runSteady measures the master's throughput, latency and CPU per operation under
+// redis-benchmark with N replicas attached directly, through a chained replica or through
+// the proxy, then how far the replicas trail it.
 func runSteady(e *env) error {
 	var errs []error
-	for _, c := range steadyCases() {
-		// About the same bytes per test at both sizes (~100 MB of d=100, ~300 MB of d=1024),
-		// which makes each test last a few seconds here.
-		n := 1_000_000
-		if c.size > 100 {
-			n = 300_000
-		}
+	plan := e.cfg.steady
+	for _, c := range plan.cases() {
+		n := plan.requests(c.size)
 		if e.cfg.quick {
 			n /= 10
 		}
 		err := e.each("steady", func(r *run, topology string, rep int) {
 			e.step("steady: %s n=%d, %s, repetition %d of %d", c, n, topology, rep+1, e.cfg.reps)
-			steadyRun(e, r, c, n, topology, rep)
+			steadyRun(e, r, c, n, plan.tests, topology, rep)
 		})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", c, err))
 		}
 	}
-	steadyGoals(e)
+	steadyGoal(e)
 	return errors.Join(errs...)
 }
 
 // steadyRun is one topology's measurement of one case. It records nothing unless every
 // replica ends with the master's digest, so a broken relay cannot report good figures.
-func steadyRun(e *env, r *run, c steadyCase, n int, topology string, rep int) {
-	// Neither topology drops a lagging replica: the master keeps any replication output
-	// buffer (the whole run's stream is under 1 GB) and the proxy a backlog larger than the
-	// stream. A replica dropped and fully synced again would stop costing its upstream anything
-	// for a while and flatter that run's throughput.
-	t := startTopo(r, topology, c.replicas, []string{"--client-output-buffer-limit", "replica 0 0 0"},
-		[]string{"--backlog-size", "2gb"})
+func steadyRun(e *env, r *run, c steadyCase, n int, tests []string, topology string, rep int) {
+	// No topology drops a lagging replica: the master and the chain keep any replication
+	// output buffer (the whole run's stream is under 1 GB) and the proxy a backlog larger than
+	// the stream. A replica dropped and fully synced again would stop costing its upstream
+	// anything for a while and flatter that run's throughput.
+	unlimited := []string{"--client-output-buffer-limit", "replica 0 0 0"}
+	t := startTopo(r, topology, c.replicas, unlimited, tierConfig{backlog: "2gb", chainArgs: unlimited})
 	// A replica reports its link up before the master streams to it: after a diskless sync,
 	// Redis 7 starts the stream on the replica's first REPLCONF ACK once the fork is reaped,
 	// up to a second later. One write seen by every replica proves all streams flow.
 	t.master.MustDo(r, "SET", "steady:ready", "1")
 	redistest.WaitInSync(r, time.Minute, t.master, t.replicas...)
 	syncs0 := steadyFullSyncs(r, t)
-	masterCPU0 := procCPUSeconds(t.master.PID())
-	var cpu0 float64
-	var out0 int64
-	if t.proxy != nil {
-		cpu0 = t.proxy.cpuSeconds()
-		out0 = steadyProxyStat(r, t.proxy, "total_net_repl_output_bytes")
-	}
+	masterCPU0 := procRunSeconds(t.master.PID())
+	cpu0 := t.tierCPUSeconds()
+	out0 := steadyTierOutput(r, t)
 
 	// Who was busy while redis-benchmark ran, in % of one CPU: a master below 100 % was not
 	// the bottleneck (with -pin it has a CPU to itself), so the ops/s then measure the
@@ -79,23 +133,23 @@ func steadyRun(e *env, r *run, c steadyCase, n int, topology string, rep int) {
 	var lines []benchLine
 	r.asClient(func() {
 		lines = runBenchmark(r, t.master, "-c", strconv.Itoa(e.cfg.clients), "-P", "16", "-d", strconv.Itoa(c.size),
-			"-t", "set,lpush,incr", "-n", strconv.Itoa(n), "-r", "100000")
+			"-t", strings.Join(tests, ","), "-n", strconv.Itoa(n), "-r", "100000")
 	})
 	wall := time.Since(wall0).Seconds()
 	busy1 := steadyBusy(t)
 	lagBytes, lag := steadyCatchUp(r, t, time.Now())
 	// The master's CPU per operation shows what the fan-out costs it, whatever the other
 	// processes on this small machine take from the same cores.
-	masterCPU := procCPUSeconds(t.master.PID()) - masterCPU0
+	masterCPU := procRunSeconds(t.master.PID()) - masterCPU0
 
 	// CPU and bytes are both read once the replicas have everything, so they cover the same
 	// work: relaying the whole load, including what was still queued when the benchmark ended.
 	var cpuPerGB float64
-	if t.proxy != nil {
-		cpu := t.proxy.cpuSeconds() - cpu0
-		gb := float64(steadyProxyStat(r, t.proxy, "total_net_repl_output_bytes")-out0) / 1e9
+	if topology != "direct" {
+		cpu := t.tierCPUSeconds() - cpu0
+		gb := float64(steadyTierOutput(r, t)-out0) / 1e9
 		if gb <= 0 {
-			r.Fatalf("proxy wrote no replication bytes during the load")
+			r.Fatalf("the %s wrote no replication bytes during the load", topology)
 		}
 		cpuPerGB = cpu / gb
 	}
@@ -116,23 +170,25 @@ func steadyRun(e *env, r *run, c steadyCase, n int, topology string, rep int) {
 	rec(c.String(), "master_busy_pct", "%", 100*(busy1.master-busy0.master)/wall)
 	rec(c.String(), "benchmark_busy_pct", "%", 100*(busy1.client-busy0.client)/wall)
 	rec(c.String(), "replicas_busy_pct", "%", 100*(busy1.replicas-busy0.replicas)/wall)
-	if t.proxy != nil {
-		rec(c.String(), "proxy_busy_pct", "%", 100*(busy1.proxy-busy0.proxy)/wall)
+	if topology != "direct" {
+		rec(c.String(), "tier_busy_pct", "%", 100*(busy1.tier-busy0.tier)/wall)
 	}
 	rec(c.String(), "lag_bytes", "B", float64(lagBytes))
 	rec(c.String(), "lag_ms", "ms", float64(lag.Microseconds())/1000)
-	// A replica dropped for lagging (output buffer limit direct, backlog via the proxy) would
-	// full-sync again and flatter the throughput; this makes that visible.
+	// A replica dropped for lagging (output buffer limit on the master or the chain, backlog
+	// via the proxy) would full-sync again and flatter the throughput; this makes that visible.
 	rec(c.String(), "full_syncs_during_load", "", float64(resyncs))
-	if t.proxy != nil {
-		rec(c.String(), "proxy_cpu_s_per_gb", "s/GB", cpuPerGB)
+	if topology != "direct" {
+		// The tier's CPU seconds per GB written to its replicas: the proxy relays; the chain
+		// also applies every command to its own dataset, as any replica does.
+		rec(c.String(), "tier_cpu_s_per_gb", "s/GB", cpuPerGB)
 	}
 }
 
 // steadyCPU is CPU seconds used so far by each party of a steady run.
-type steadyCPU struct{ master, client, replicas, proxy float64 }
+type steadyCPU struct{ master, client, replicas, tier float64 }
 
-// steadyBusy reads the CPU time of the master, the replicas and the proxy from /proc, and
+// steadyBusy reads the CPU time of the master, the replicas and the tier from /proc, and
 // that of this process's reaped children: between two readings around runBenchmark, the
 // only child reaped is redis-benchmark.
 func steadyBusy(t *topo) steadyCPU {
@@ -140,9 +196,7 @@ func steadyBusy(t *topo) steadyCPU {
 	for _, rep := range t.replicas {
 		c.replicas += procCPUSeconds(rep.PID())
 	}
-	if t.proxy != nil {
-		c.proxy = t.proxy.cpuSeconds()
-	}
+	c.tier = t.tierCPUSeconds()
 	return c
 }
 
@@ -205,58 +259,35 @@ func steadyProxyStat(r *run, p *proxyProc, field string) int64 {
 	return v
 }
 
-// steadyFullSyncs is the number of full syncs served so far by the master and the proxy.
-func steadyFullSyncs(r *run, t *topo) int64 {
-	v, err := strconv.ParseInt(t.master.Info(r, "stats")["sync_full"], 10, 64)
-	if err != nil {
-		r.Fatalf("master sync_full: %v", err)
+// steadyTierOutput is the replication bytes the proxy or the chain has written so far (0
+// direct).
+func steadyTierOutput(r *run, t *topo) int64 {
+	switch {
+	case t.proxy != nil:
+		return steadyProxyStat(r, t.proxy, "total_net_repl_output_bytes")
+	case t.chain != nil:
+		return steadyStat(r, t.chain, "total_net_repl_output_bytes")
 	}
-	if t.proxy != nil {
-		v += steadyProxyStat(r, t.proxy, "sync_full")
+	return 0
+}
+
+// steadyStat reads an integer field of a server's INFO stats.
+func steadyStat(r *run, s *redistest.Server, field string) int64 {
+	v, err := strconv.ParseInt(s.Info(r, "stats")[field], 10, 64)
+	if err != nil {
+		r.Fatalf("%s INFO stats %s: %v", s.Addr(), field, err)
 	}
 	return v
 }
 
-// steadyGoals evaluates the throughput goal. For each N it takes the proxy/direct ratio
-// of the median master ops/s of every test (SET, LPUSH, INCR) at both value sizes, and the
-// median of those ratios: one number per N that no single favourable test can carry.
-func steadyGoals(e *env) {
-	ratios := map[int][]float64{}
-	for _, row := range e.rows("steady") {
-		if row.Metric != "master_ops_s" {
-			continue
-		}
-		d, okd := row.Med["direct"]
-		p, okp := row.Med["proxy"]
-		if !okd || !okp || d == 0 {
-			continue
-		}
-		for _, n := range []int{2, 8} {
-			if strings.HasPrefix(row.Case, fmt.Sprintf("N=%d ", n)) {
-				ratios[n] = append(ratios[n], p/d)
-			}
-		}
+// steadyFullSyncs is the number of full syncs served so far by the master and the tier.
+func steadyFullSyncs(r *run, t *topo) int64 {
+	v := steadyStat(r, t.master, "sync_full")
+	switch {
+	case t.proxy != nil:
+		v += steadyProxyStat(r, t.proxy, "sync_full")
+	case t.chain != nil:
+		v += steadyStat(r, t.chain, "sync_full")
 	}
-	describe := func(n int) (float64, string, bool) {
-		rs := ratios[n]
-		if len(rs) == 0 {
-			return 0, "no data", false
-		}
-		m := median(rs)
-		return m, fmt.Sprintf("%.2fx (range %.2f–%.2fx over %d tests)", m, slices.Min(rs), slices.Max(rs), len(rs)), true
-	}
-	r2, s2, ok2 := describe(2)
-	e.addGoal(goal{
-		Name:     "steady: master ops/s with 2 replicas, proxy vs direct",
-		Target:   ">= 1.2x (median over SET, LPUSH, INCR at d=100 and 1024 of the proxy/direct ratio of median ops/s)",
-		Measured: s2,
-		Met:      ok2 && r2 >= 1.2,
-	})
-	r8, s8, ok8 := describe(8)
-	e.addGoal(goal{
-		Name:     "steady: master ops/s with 8 replicas, proxy vs direct",
-		Target:   ">= 1.2x and above the N=2 ratio (same median of ratios)",
-		Measured: s8,
-		Met:      ok8 && ok2 && r8 >= 1.2 && r8 > r2,
-	})
+	return v
 }

@@ -22,8 +22,9 @@ const (
 	stormBatch     = 256 // pipelined SETs per round trip while loading
 )
 
-// runStorm measures 8 replicas asking for a full sync at once: from the master directly, or
-// from a proxy that already holds a snapshot of the dataset. Meanwhile a probe times a SET
+// runStorm measures 8 replicas asking for a full sync at once: from the master directly, from
+// a chained replica that has synced the dataset, or from a proxy that already holds a
+// snapshot of it. Meanwhile a probe times a SET
 // every millisecond until all are in sync, and redis-benchmark loads the master for a fixed
 // window (its throughput, worst p99 and max are what the master's clients see).
 func runStorm(e *env) error {
@@ -42,9 +43,10 @@ func runStorm(e *env) error {
 // stormRun is one topology's storm. It records nothing unless every replica ends with the
 // master's digest.
 func stormRun(e *env, r *run, kase string, keys int, topology string, rep int) {
-	// Setup syncs (the proxy's own) should not wait. For the storm the direct master gets its
-	// best case: diskless (Redis's default) and set to start as soon as all 8 replicas wait,
-	// so one fork serves them all and no idle delay dilutes its latency or sync time.
+	// Setup syncs (the proxy's or the chain's own) should not wait. For the storm the direct
+	// master gets its best case: diskless (Redis's default) and set to start as soon as all 8
+	// replicas wait, so one fork serves them all and no idle delay dilutes its latency or
+	// sync time.
 	master := redistest.Start(r, "--repl-diskless-sync-delay", "0")
 	r.pinMaster(master)
 	e.step("storm: %s, repetition %d of %d: loading %d keys", topology, rep+1, e.cfg.reps, keys)
@@ -60,30 +62,24 @@ func stormRun(e *env, r *run, kase string, keys int, topology string, rep int) {
 			os.Remove(filepath.Join(s.Dir, "dump.rdb"))
 		}
 	})
-	upstream := master.Addr()
-	var proxy *proxyProc
-	if topology == "proxy" {
-		proxy = startProxyProc(r, master.Addr())
-		r.Cleanup(func() { os.RemoveAll(filepath.Join(proxy.dir, "data")) })
-		upstream = proxy.addr()
+	tier := stormStartTier(r, topology, master)
+	// The master, or the chain that serves the storm, waits for all 8 replicas and serves
+	// them from one fork: the direct master's best case, and the same for the chain.
+	for _, s := range []*redistest.Server{master, tier.chain} {
+		if s != nil {
+			s.MustDo(r, "CONFIG", "SET", "repl-diskless-sync-delay", "5",
+				"repl-diskless-sync-max-replicas", strconv.Itoa(stormReplicas))
+		}
 	}
-	master.MustDo(r, "CONFIG", "SET", "repl-diskless-sync-delay", "5",
-		"repl-diskless-sync-max-replicas", strconv.Itoa(stormReplicas))
 
 	stats0 := master.Info(r, "stats")
-	var proxySyncs0 int64
-	var cpu0 float64
-	if proxy != nil {
-		proxySyncs0 = steadyProxyStat(r, proxy, "sync_full")
-		cpu0 = proxy.cpuSeconds()
-	}
-
+	tier0 := tier.stats(r)
 	e.step("storm: %s, repetition %d of %d: storm", topology, rep+1, e.cfg.reps)
 	probe := stormStartProbe(r, master)
 	load := stormStartLoad(r, master)
 	start := time.Now()
 	for _, s := range replicas {
-		s.ReplicaOf(r, upstream)
+		s.ReplicaOf(r, tier.upstream)
 	}
 	stormWaitSynced(r, master, replicas, 5*time.Minute)
 	syncTime := time.Since(start)
@@ -91,7 +87,7 @@ func stormRun(e *env, r *run, kase string, keys int, topology string, rep int) {
 	if err != nil {
 		r.Fatalf("latency probe: %v", err)
 	}
-	// The load's figures cover the same window in both topologies (or the storm, if longer),
+	// The load's figures cover the same window in every topology (or the storm, if longer),
 	// so a storm that ends sooner is not measured over less time.
 	if d := stormLoadWindow(e) - time.Since(start); d > 0 {
 		time.Sleep(d)
@@ -102,12 +98,7 @@ func stormRun(e *env, r *run, kase string, keys int, topology string, rep int) {
 	}
 
 	stats1 := master.Info(r, "stats")
-	var proxySyncs int64
-	var cpu float64
-	if proxy != nil {
-		proxySyncs = steadyProxyStat(r, proxy, "sync_full") - proxySyncs0
-		cpu = proxy.cpuSeconds() - cpu0
-	}
+	tier1 := tier.stats(r)
 	stormQuiet(r, master)
 	redistest.WaitInSync(r, 2*time.Minute, master, replicas...)
 
@@ -133,10 +124,53 @@ func stormRun(e *env, r *run, kase string, keys int, topology string, rep int) {
 		rec("bench_p99_ms", "ms", bench.p99)
 		rec("bench_max_ms", "ms", bench.max)
 	}
-	if proxy != nil {
-		rec("proxy_sync_full", "", float64(proxySyncs))
-		rec("proxy_cpu_s", "s", cpu)
+	if topology != "direct" {
+		rec("tier_sync_full", "", float64(tier1.syncFull-tier0.syncFull))
+		rec("tier_cpu_s", "s", tier1.cpu-tier0.cpu)
 	}
+	if tier.chain != nil {
+		rec("tier_forks", "", float64(tier1.forks-tier0.forks))
+	}
+}
+
+// stormTier is what serves the storm's full syncs: the master itself (direct), a chained
+// replica that has synced the dataset, or the proxy, which has its snapshot.
+type stormTier struct {
+	upstream string
+	chain    *redistest.Server
+	proxy    *proxyProc
+}
+
+func stormStartTier(r *run, topology string, master *redistest.Server) stormTier {
+	switch topology {
+	case "proxy":
+		p := startProxyProc(r, master.Addr(), "--backlog-size", defaultTierBacklog)
+		r.checkPinned("psync-proxy", p.cmd.Process.Pid, r.e.pin.others)
+		r.Cleanup(func() { os.RemoveAll(filepath.Join(p.dir, "data")) })
+		return stormTier{upstream: p.addr(), proxy: p}
+	case "chain":
+		c := startChain(r, master, defaultTierBacklog)
+		r.Cleanup(func() { os.Remove(filepath.Join(c.Dir, "dump.rdb")) })
+		return stormTier{upstream: c.Addr(), chain: c}
+	}
+	return stormTier{upstream: master.Addr()}
+}
+
+// stormTierStats are the tier's counters at one moment.
+type stormTierStats struct {
+	syncFull, forks int64
+	cpu             float64
+}
+
+func (t stormTier) stats(r *run) stormTierStats {
+	switch {
+	case t.proxy != nil:
+		return stormTierStats{syncFull: steadyProxyStat(r, t.proxy, "sync_full"), cpu: t.proxy.cpuSeconds()}
+	case t.chain != nil:
+		return stormTierStats{syncFull: steadyStat(r, t.chain, "sync_full"), forks: steadyStat(r, t.chain, "total_forks"),
+			cpu: procCPUSeconds(t.chain.PID())}
+	}
+	return stormTierStats{}
 }
 
 // stormLoad writes keys SETs of 1 KiB values. The values are random, so the RDB does not
@@ -363,6 +397,11 @@ func stormGoal(e *env, kase string) {
 		measured = fmt.Sprintf("%g", p)
 		if okd {
 			measured += fmt.Sprintf(" (direct: %g, with the master set to wait for all %d replicas and serve them from one fork)", d, stormReplicas)
+		}
+		c, okc := e.median("storm", kase, "chain", "master_forks")
+		cf, okcf := e.median("storm", kase, "chain", "tier_forks")
+		if okc && okcf {
+			measured += fmt.Sprintf("; chain: %g master forks, %g forks of the chained replica", c, cf)
 		}
 	}
 	e.addGoal(goal{
