@@ -37,14 +37,22 @@ func parseClientList(t *testing.T, text string) []map[string]string {
 	return out
 }
 
+// startWithReplica starts a master, a proxy with an 8 MB backlog in front of it and a replica
+// of the proxy, and waits until the replica is online.
+func startWithReplica(t *testing.T) (m *redistest.Server, p *testProxy, r *redistest.Server) {
+	t.Helper()
+	m = redistest.Start(t)
+	p = startProxy(t, m, proxy.Config{BacklogSize: 8 << 20})
+	r = redistest.Start(t, p.replicaArgs()...)
+	redistest.WaitOnline(t, r, syncTimeout)
+	return m, p, r
+}
+
 // What an operator runs with redis-cli: INFO with Redis's sections and no Keyspace, CLIENT
 // LIST with the replicas (flags S) and the clients, CONFIG GET * with every option, and the
 // commands exporters poll.
 func TestRedisCLIOperator(t *testing.T) {
-	m := redistest.Start(t)
-	p := startProxy(t, m, proxy.Config{BacklogSize: 8 << 20})
-	r := redistest.Start(t, p.replicaArgs()...)
-	redistest.WaitOnline(t, r, syncTimeout)
+	_, p, _ := startWithReplica(t)
 
 	info := redisCLI(t, p.port, "INFO")
 	for _, s := range []string{"# Server", "# Clients", "# Memory", "# Persistence", "# Replication", "# Backlog", "# Snapshot", "# Stats", "# CPU"} {
@@ -97,10 +105,7 @@ func TestRedisCLIOperator(t *testing.T) {
 // An exporter's scrape: INFO ALL parses as redis_exporter parses it, every value it would
 // turn into a number is one, redis_version is set and there is no Keyspace.
 func TestExporterStyleScrape(t *testing.T) {
-	m := redistest.Start(t)
-	p := startProxy(t, m, proxy.Config{BacklogSize: 8 << 20})
-	r := redistest.Start(t, p.replicaArgs()...)
-	redistest.WaitOnline(t, r, syncTimeout)
+	_, p, _ := startWithReplica(t)
 	c := redistest.Dial(t, p.Addr())
 	defer c.Close()
 	c.Do("CLIENT", "SETNAME", "redis_exporter")
@@ -151,10 +156,7 @@ func TestExporterStyleScrape(t *testing.T) {
 // CLIENT KILL as Redis has it, and as Sentinel sends it: TYPE normal and pubsub never drop a
 // replica; a replica killed by ID or ADDR comes back and resumes with a partial resync.
 func TestClientKill(t *testing.T) {
-	m := redistest.Start(t)
-	p := startProxy(t, m, proxy.Config{BacklogSize: 8 << 20})
-	r := redistest.Start(t, p.replicaArgs()...)
-	redistest.WaitOnline(t, r, syncTimeout)
+	m, p, r := startWithReplica(t)
 	redistest.WriteBytes(t, m, 256<<10)
 	redistest.WaitInSync(t, syncTimeout, m, r)
 

@@ -105,6 +105,14 @@ func (l *faultLink) up() {
 // connections on removal.
 func (l *faultLink) toxic(typ string, attrs map[string]any, d time.Duration) {
 	l.t.Helper()
+	l.addToxic(typ, attrs)
+	time.Sleep(d)
+	l.removeToxic(typ)
+}
+
+// addToxic adds a toxic on the master-to-proxy direction and leaves it there.
+func (l *faultLink) addToxic(typ string, attrs map[string]any) {
+	l.t.Helper()
 	body, err := json.Marshal(map[string]any{"name": typ, "type": typ, "stream": "downstream", "toxicity": 1, "attributes": attrs})
 	if err != nil {
 		l.t.Fatal(err)
@@ -112,7 +120,11 @@ func (l *faultLink) toxic(typ string, attrs map[string]any, d time.Duration) {
 	if _, err := l.p.Toxics.AddToxicJson(bytes.NewReader(body)); err != nil {
 		l.t.Fatalf("toxiproxy %s: add %s: %v", l.name, body, err)
 	}
-	time.Sleep(d)
+}
+
+// removeToxic removes a toxic added by addToxic, failing on a Toxiproxy hang.
+func (l *faultLink) removeToxic(typ string) {
+	l.t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- l.p.Toxics.RemoveToxic(context.Background(), typ) }()
 	select {

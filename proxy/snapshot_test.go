@@ -402,11 +402,11 @@ func testPassThrough(t *testing.T, diskless string) {
 	}
 
 	// The client without capa eof got newlines, then a length-framed copy of the snapshot.
-	line := readLineSkippingNewlines(t, noEOF)
+	line := noEOF.MustReadLineSkippingNewlines(t)
 	if !strings.HasPrefix(line, "+FULLRESYNC ") {
 		t.Fatalf("got %q, want +FULLRESYNC", line)
 	}
-	hdr := readLineSkippingNewlines(t, noEOF)
+	hdr := noEOF.MustReadLineSkippingNewlines(t)
 	n, err := strconv.Atoi(strings.TrimPrefix(hdr, "$"))
 	if err != nil {
 		t.Fatalf("payload header %q: %v", hdr, err)
@@ -436,10 +436,10 @@ func testPassThrough(t *testing.T, diskless string) {
 // same read would hide it.
 func checkEOFPassThrough(t *testing.T, c *redistest.Client, want []byte) {
 	t.Helper()
-	if line := readLineSkippingNewlines(t, c); !strings.HasPrefix(line, "+FULLRESYNC ") {
+	if line := c.MustReadLineSkippingNewlines(t); !strings.HasPrefix(line, "+FULLRESYNC ") {
 		t.Fatalf("got %q, want +FULLRESYNC", line)
 	}
-	hdr := readLineSkippingNewlines(t, c)
+	hdr := c.MustReadLineSkippingNewlines(t)
 	mark, ok := strings.CutPrefix(hdr, "$EOF:")
 	if !ok || len(mark) != 40 {
 		t.Fatalf("payload header %q, want $EOF:<40 bytes>", hdr)
@@ -462,16 +462,6 @@ func checkEOFPassThrough(t *testing.T, c *redistest.Client, want []byte) {
 	if _, err := c.ReadFull(1); err != nil {
 		t.Fatalf("no stream after the first ACK: %v", err)
 	}
-}
-
-// readLineSkippingNewlines reads the next non-empty line (keep-alive newlines come first).
-func readLineSkippingNewlines(t *testing.T, c *redistest.Client) string {
-	t.Helper()
-	line, err := c.ReadLineSkippingNewlines()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return line
 }
 
 // TestPassThroughCut cuts the master link in the middle of the first snapshot while a replica
@@ -529,10 +519,10 @@ func TestPassThroughSlowLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Send("PSYNC", "?", "-1")
-	if line := readLineSkippingNewlines(t, c); !strings.HasPrefix(line, "+FULLRESYNC ") {
+	if line := c.MustReadLineSkippingNewlines(t); !strings.HasPrefix(line, "+FULLRESYNC ") {
 		t.Fatalf("got %q, want +FULLRESYNC", line)
 	}
-	mark, ok := strings.CutPrefix(readLineSkippingNewlines(t, c), "$EOF:")
+	mark, ok := strings.CutPrefix(c.MustReadLineSkippingNewlines(t), "$EOF:")
 	if !ok {
 		t.Fatal("not an EOF-marked payload")
 	}

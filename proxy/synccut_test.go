@@ -3,9 +3,6 @@
 package proxy_test
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"math/rand/v2"
 	"strconv"
 	"testing"
@@ -14,33 +11,6 @@ import (
 	"github.com/psync-proxy/psync-proxy/internal/redistest"
 	"github.com/psync-proxy/psync-proxy/proxy"
 )
-
-// addToxic adds a toxic on the master-to-proxy direction and leaves it there.
-func (l *faultLink) addToxic(typ string, attrs map[string]any) {
-	l.t.Helper()
-	body, err := json.Marshal(map[string]any{"name": typ, "type": typ, "stream": "downstream", "toxicity": 1, "attributes": attrs})
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	if _, err := l.p.Toxics.AddToxicJson(bytes.NewReader(body)); err != nil {
-		l.t.Fatalf("toxiproxy %s: add %s: %v", l.name, body, err)
-	}
-}
-
-// removeToxic removes a toxic added by addToxic, failing on a Toxiproxy hang.
-func (l *faultLink) removeToxic(typ string) {
-	l.t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- l.p.Toxics.RemoveToxic(context.Background(), typ) }()
-	select {
-	case err := <-done:
-		if err != nil {
-			l.t.Fatalf("toxiproxy %s: remove %s: %v", l.name, typ, err)
-		}
-	case <-time.After(toxicHangTimeout):
-		l.t.Fatalf("toxiproxy %s: removing the %s toxic hung for %v (Shopify/toxiproxy#558)", l.name, typ, toxicHangTimeout)
-	}
-}
 
 // fillRandom writes n keys of 1 KiB random values (an RDB that does not compress).
 func fillRandom(t *testing.T, m *redistest.Server, n int) {

@@ -163,6 +163,16 @@ func (c *Client) ReadLineSkippingNewlines() (string, error) {
 	}
 }
 
+// MustReadLineSkippingNewlines is ReadLineSkippingNewlines that Fatals on error.
+func (c *Client) MustReadLineSkippingNewlines(t TB) string {
+	t.Helper()
+	line, err := c.ReadLineSkippingNewlines()
+	if err != nil {
+		t.Fatalf("redistest: reading a line: %v", err)
+	}
+	return line
+}
+
 // ReadFull reads exactly n bytes (an RDB payload, a slice of the stream).
 func (c *Client) ReadFull(n int) ([]byte, error) {
 	c.armRead()

@@ -161,12 +161,12 @@ func TestClientPSYNC(t *testing.T) {
 	if err := c.Send("PSYNC", "?", "-1"); err != nil {
 		t.Fatal(err)
 	}
-	line := readLineSkippingKeepalives(t, c)
+	line := c.MustReadLineSkippingNewlines(t)
 	f := strings.Fields(line)
 	if len(f) != 3 || f[0] != "+FULLRESYNC" || len(f[1]) != 40 {
 		t.Fatalf("PSYNC reply %q", line)
 	}
-	line = readLineSkippingKeepalives(t, c)
+	line = c.MustReadLineSkippingNewlines(t)
 	if !strings.HasPrefix(line, "$") {
 		t.Fatalf("RDB preamble %q", line)
 	}
@@ -199,15 +199,6 @@ func TestClientPSYNC(t *testing.T) {
 	}
 	c.Close()
 	c.Close()
-}
-
-func readLineSkippingKeepalives(t *testing.T, c *redistest.Client) string {
-	t.Helper()
-	line, err := c.ReadLineSkippingNewlines()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return line
 }
 
 func TestBenchmarkAsync(t *testing.T) {

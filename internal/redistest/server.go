@@ -4,52 +4,30 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	tresp "github.com/tidwall/resp"
 )
 
-const (
-	startTimeout = 10 * time.Second // launch until PONG
-	stopTimeout  = 5 * time.Second  // SHUTDOWN NOSAVE until exit, then SIGKILL
-	saveTimeout  = 30 * time.Second // SHUTDOWN SAVE until exit (RDB save, lagging replicas)
-	killTimeout  = 10 * time.Second // SIGKILL until reaped
-	tailLines    = 40
-	startTries   = 5 // ports tried by Start when another process takes the port
-)
-
-// Server is one redis-server (or valkey-server) process.
+// Server is one redis-server (or valkey-server) process. Port is its
+// loopback port and Dir its working directory (where the RDB file lives,
+// under t.TempDir()): fields of the instance it shares with Sentinel, as are
+// the methods Addr, Do, MustDo, Running, Kill, Restart and Log.
 type Server struct {
-	Port int
-	Dir  string // its working dir (RDB file lives here), under t.TempDir()
+	instance
 
-	bin     string
-	extra   []string // the caller's extra arguments
-	logPath string   // --logfile
-	outPath string   // stdout and stderr (errors before the log file opens)
+	extra []string // the caller's extra arguments
 
 	mu        sync.Mutex
-	p         *proc  // current or last process; guarded by mu
 	replicaOf string // set by ReplicaOf, passed to Restart; guarded by mu
 	flavor    Flavor // from INFO server at each launch; guarded by mu
 	version   string // likewise
 
-	doMu  sync.Mutex // serializes Do; guards conn and connP
-	conn  *Client    // cached connection for Do
-	connP *proc      // the process conn was dialed to
-
 	writeSeq atomic.Int64 // WriteBytes calls, so each call writes new keys
 }
-
-// Addr returns "127.0.0.1:<port>".
-func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)) }
 
 // Start launches Debian's redis-server (7.0) on a free port with --bind
 // 127.0.0.1 --port N --dir <tmp> --logfile <dir>/redis.log --save ""
@@ -70,31 +48,22 @@ func Start(t TB, args ...string) *Server {
 // as one CompatBinary returns.
 func StartBin(t TB, bin string, args ...string) *Server {
 	t.Helper()
-	// The first TempDir before the Cleanup: testing removes the temporary
-	// directories in a cleanup registered by the first call, and cleanups run
-	// last in, first out, so the log is still there when s.cleanup shows it.
-	s := &Server{bin: bin, extra: slices.Clone(args), Dir: t.TempDir()}
-	t.Cleanup(func() { s.cleanup(t) })
-	for try := 1; ; try++ {
-		if try > 1 {
-			s.Dir = t.TempDir()
-		}
-		s.Port = FreePort(t)
-		s.logPath = filepath.Join(s.Dir, "redis.log")
-		s.outPath = filepath.Join(s.Dir, "redis.out")
-		portTaken, err := s.launch()
-		if err == nil {
-			return s
-		}
-		if portTaken && try < startTries {
-			t.Logf("redistest: port %d was taken (%v); trying another", s.Port, err)
-			continue
-		}
-		t.Fatalf("redistest: start %s on %s: %v\n%s", s.bin, s.Addr(), err, s.tail())
-	}
+	s := newServer(bin, args)
+	s.start(t, "redis", nil)
+	return s
 }
 
-func (s *Server) argv() []string {
+// newServer returns a Server of bin with the caller's args, not started.
+func newServer(bin string, args []string) *Server {
+	s := &Server{extra: slices.Clone(args)}
+	s.bin, s.gentleStop = bin, true
+	s.argv, s.ready = s.serverArgv, s.started
+	return s
+}
+
+// serverArgv returns the process's arguments: the defaults, the caller's, then
+// --replicaof as set by ReplicaOf.
+func (s *Server) serverArgv() []string {
 	argv := append([]string{
 		"--bind", "127.0.0.1",
 		"--port", strconv.Itoa(s.Port),
@@ -117,105 +86,12 @@ func (s *Server) argv() []string {
 	return argv
 }
 
-// launch starts the process and waits for PONG from it. On failure the
-// process is gone when launch returns; portTaken says whether another
-// process holds the port.
-func (s *Server) launch() (portTaken bool, err error) {
-	out, err := os.OpenFile(s.outPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return false, err
-	}
-	p, err := startProc(s.bin, s.argv(), s.Dir, out)
-	out.Close() // the child has its own descriptor
-	if err != nil {
-		return false, err
-	}
+// started records the flavor and version of the process that answered.
+func (s *Server) started(info map[string]string) error {
 	s.mu.Lock()
-	s.p = p
+	s.flavor, s.version = flavorOf(info)
 	s.mu.Unlock()
-	portTaken, err = s.waitReady(p)
-	if err != nil {
-		p.kill()
-		p.wait(killTimeout)
-		if strings.Contains(s.readLog(), "Address already in use") {
-			portTaken = true
-		}
-	}
-	return portTaken, err
-}
-
-// waitReady polls until the process answers PING on its port.
-func (s *Server) waitReady(p *proc) (portTaken bool, err error) {
-	deadline := time.Now().Add(startTimeout)
-	for {
-		if p.exited() {
-			return false, fmt.Errorf("%s exited before answering PING: %v", filepath.Base(s.bin), p.err)
-		}
-		info, err := pingInfo(s.Addr())
-		if err == nil {
-			if pid := info["process_id"]; pid != strconv.Itoa(p.pid()) {
-				return true, fmt.Errorf("port answered by another process (pid %s, ours %d)", pid, p.pid())
-			}
-			s.mu.Lock()
-			s.flavor, s.version = flavorOf(info)
-			s.mu.Unlock()
-			return false, nil
-		}
-		if time.Now().After(deadline) {
-			return false, fmt.Errorf("no PONG within %v: %v", startTimeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// pingInfo sends PING to addr and, on PONG, returns its INFO server.
-func pingInfo(addr string) (map[string]string, error) {
-	c, err := dialClient(addr, time.Second)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	v, err := c.Do("PING")
-	if err != nil {
-		return nil, err
-	}
-	if v.String() != "PONG" {
-		return nil, fmt.Errorf("PING: got %q", v.String())
-	}
-	v, err = c.Do("INFO", "server")
-	if err != nil {
-		return nil, err
-	}
-	return ParseInfo(v.String()), nil
-}
-
-// Restart starts the process again with the same port, dir and args (after
-// Stop, ShutdownSave or Kill) and waits for PONG. If ReplicaOf was used, the
-// process starts with --replicaof for that master, as a replica whose config
-// file names its master would, so it loads the replication id and offset
-// from its RDB and can continue with a partial resync.
-func (s *Server) Restart(t TB) {
-	t.Helper()
-	if s.Running() {
-		t.Fatalf("redistest: Restart %s: the process is still running", s.Addr())
-	}
-	s.dropConn()
-	if _, err := s.launch(); err != nil {
-		t.Fatalf("redistest: restart %s on %s: %v\n%s", s.bin, s.Addr(), err, s.tail())
-	}
-}
-
-// current returns the current or last process (nil before the first launch).
-func (s *Server) current() *proc {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.p
-}
-
-// Running reports whether the process is alive.
-func (s *Server) Running() bool {
-	p := s.current()
-	return p != nil && !p.exited()
+	return nil
 }
 
 // PID returns the process id of the current or last process.
@@ -224,15 +100,6 @@ func (s *Server) PID() int {
 		return p.pid()
 	}
 	return 0
-}
-
-func (s *Server) mustRunning(t TB, what string) *proc {
-	t.Helper()
-	p := s.current()
-	if p == nil || p.exited() {
-		t.Fatalf("redistest: %s %s: the process is not running", what, s.Addr())
-	}
-	return p
 }
 
 // ShutdownSave sends SHUTDOWN SAVE and waits for the process to exit (the
@@ -252,11 +119,7 @@ func (s *Server) Stop(t TB) {
 	t.Helper()
 	if err := s.Shutdown(t, stopTimeout, "NOSAVE", "NOW"); err != nil {
 		t.Logf("redistest: SHUTDOWN NOSAVE NOW %s: %v; sending SIGKILL", s.Addr(), err)
-		p := s.current()
-		p.kill()
-		if !p.wait(killTimeout) {
-			t.Fatalf("redistest: %s (pid %d) still running %v after SIGKILL", s.Addr(), p.pid(), killTimeout)
-		}
+		s.killWait(t, s.current())
 	}
 }
 
@@ -269,7 +132,7 @@ func (s *Server) Shutdown(t TB, timeout time.Duration, modifiers ...string) erro
 	p := s.mustRunning(t, "SHUTDOWN")
 	s.dropConn()
 	deadline := time.Now().Add(timeout)
-	c, err := dialClient(s.Addr(), DefaultTimeout)
+	c, err := s.dial(DefaultTimeout)
 	if err != nil {
 		return err
 	}
@@ -287,91 +150,6 @@ func (s *Server) Shutdown(t TB, timeout time.Duration, modifiers ...string) erro
 		return fmt.Errorf("still running %v after SHUTDOWN (%v)", timeout, err)
 	}
 	return nil
-}
-
-// Kill sends SIGKILL to the process (and anything it forked) and waits.
-func (s *Server) Kill(t TB) {
-	t.Helper()
-	p := s.mustRunning(t, "Kill")
-	s.dropConn()
-	p.kill()
-	if !p.wait(killTimeout) {
-		t.Fatalf("redistest: %s (pid %d) still running %v after SIGKILL", s.Addr(), p.pid(), killTimeout)
-	}
-}
-
-func (s *Server) cleanup(t TB) {
-	s.dropConn()
-	if p := s.current(); p != nil && !p.exited() {
-		if c, err := dialClient(s.Addr(), time.Second); err == nil {
-			c.SetTimeout(stopTimeout)
-			_, _ = c.Do("SHUTDOWN", "NOSAVE", "NOW")
-			c.Close()
-		}
-		if !p.wait(stopTimeout) {
-			t.Logf("redistest: %s did not exit after SHUTDOWN NOSAVE NOW; sending SIGKILL", s.Addr())
-			p.kill()
-			p.wait(killTimeout)
-		}
-	}
-	if p := s.current(); p != nil {
-		// A fork child (an RDB save or a diskless transfer) can outlive its parent for a
-		// moment and still write in the directory the test is about to remove.
-		reapGroup(p.pid(), killTimeout)
-	}
-	if failed(t) && s.logPath != "" {
-		t.Logf("redistest: %s %s (%s):\n%s", filepath.Base(s.bin), s.Addr(), s.logPath, s.tail())
-	}
-}
-
-func (s *Server) dropConn() {
-	s.doMu.Lock()
-	defer s.doMu.Unlock()
-	if s.conn != nil {
-		s.conn.Close()
-		s.conn, s.connP = nil, nil
-	}
-}
-
-// Do sends one command on a cached connection (dialed again after an I/O
-// error or a restart) and returns the reply. Error replies come back as a
-// ReplyError. Each call has a 10s deadline, so don't block longer (BLPOP,
-// WAIT) through Do; use a Client. Do is safe for concurrent use.
-func (s *Server) Do(args ...string) (tresp.Value, error) {
-	if len(args) == 0 {
-		return tresp.Value{}, errors.New("redistest: Do with no command")
-	}
-	s.doMu.Lock()
-	defer s.doMu.Unlock()
-	p := s.current()
-	if s.conn != nil && s.connP != p {
-		s.conn.Close()
-		s.conn = nil
-	}
-	if s.conn == nil {
-		c, err := dialClient(s.Addr(), DefaultTimeout)
-		if err != nil {
-			return tresp.Value{}, fmt.Errorf("redistest: %s: %w", s.Addr(), err)
-		}
-		s.conn, s.connP = c, p
-	}
-	v, err := s.conn.Do(args...)
-	if err != nil && !errors.As(err, new(ReplyError)) {
-		s.conn.Close()
-		s.conn = nil
-		return v, fmt.Errorf("redistest: %s %s: %w", s.Addr(), args[0], err)
-	}
-	return v, err
-}
-
-// MustDo is Do that Fatals on error (error replies included).
-func (s *Server) MustDo(t TB, args ...string) tresp.Value {
-	t.Helper()
-	v, err := s.Do(args...)
-	if err != nil {
-		t.Fatalf("redistest: %s %q: %v", s.Addr(), args, err)
-	}
-	return v
 }
 
 // Info returns the fields of INFO <section> ("replication", "stats",
@@ -434,22 +212,6 @@ func (s *Server) ReplicaOf(t TB, addr string) {
 	s.mu.Unlock()
 }
 
-func (s *Server) readLog() string {
-	b, _ := os.ReadFile(s.logPath)
-	return string(b)
-}
-
-// Log returns the whole log file so far (every run of the process: Restart
-// appends to it).
-func (s *Server) Log(t TB) string {
-	t.Helper()
-	b, err := os.ReadFile(s.logPath)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("redistest: read log: %v", err)
-	}
-	return string(b)
-}
-
 // CountLog counts the log lines containing substr, or on a Valkey server
 // containing substr or LogPhrase(substr): a phrase in Redis's words ("Full
 // resync from master") also counts Valkey's lines ("Full resync from
@@ -476,26 +238,6 @@ func (s *Server) CountLogAny(t TB, phrases ...string) int {
 // tail after timeout).
 func (s *Server) WaitLog(t TB, substr string, n int, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		got := s.CountLog(t, substr)
-		if got >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redistest: %s log has %d lines with %q (%q) after %v, want %d\n%s",
-				s.Addr(), got, substr, s.LogPhrase(substr), timeout, n, s.tail())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// tail describes the end of the log, and the process output if any.
-func (s *Server) tail() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "--- last %d lines of %s ---\n%s\n", tailLines, s.logPath, lastLines([]byte(s.readLog()), tailLines))
-	if out, _ := os.ReadFile(s.outPath); len(strings.TrimSpace(string(out))) > 0 {
-		fmt.Fprintf(&b, "--- stdout/stderr ---\n%s\n", lastLines(out, tailLines))
-	}
-	return b.String()
+	phrase := fmt.Sprintf("%q (%q)", substr, s.LogPhrase(substr))
+	s.waitLog(t, phrase, n, timeout, func() int { return s.CountLog(t, substr) })
 }

@@ -14,7 +14,8 @@ import (
 func TestLaunchPortTaken(t *testing.T) {
 	t.Parallel()
 	s1 := Start(t)
-	s2 := &Server{bin: s1.bin, Port: s1.Port, Dir: t.TempDir()}
+	s2 := newServer(s1.bin, nil)
+	s2.Port, s2.Dir = s1.Port, t.TempDir()
 	s2.logPath = filepath.Join(s2.Dir, "redis.log")
 	s2.outPath = filepath.Join(s2.Dir, "redis.out")
 	portTaken, err := s2.launch()

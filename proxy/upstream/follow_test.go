@@ -1,9 +1,6 @@
 package upstream
 
 import (
-	"bufio"
-	"context"
-	"io"
 	"net"
 	"testing"
 	"time"
@@ -34,42 +31,28 @@ func TestSameMaster(t *testing.T) {
 // master answers, and ends the attempt in progress at once: here a handshake stalled on a
 // master that accepted the connection and never answers PING.
 func TestFollowCutsTheAttempt(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	m := newScripted(t)
 	accepted := make(chan net.Conn, 4)
 	go func() {
 		for {
-			c, err := ln.Accept()
+			c, err := m.ln.Accept()
 			if err != nil {
 				return
 			}
 			accepted <- c // never answered
 		}
 	}()
-	l := NewLink(Config{Master: Master{Addr: ln.Addr().String()}, Timeout: func() time.Duration { return time.Minute }})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		l.Run(ctx)
-		close(done)
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	l := startLink(t, Config{Master: Master{Addr: m.addr}, Timeout: func() time.Duration { return time.Minute }})
 	first := <-accepted
 	defer first.Close()
-	if l.Follow(Master{Addr: ln.Addr().String()}, "test") {
+	if l.Follow(Master{Addr: m.addr}, "test") {
 		t.Fatal("Follow of the master followed now reported a change")
 	}
 	if sw := l.Status().Switch; sw.Changes != 0 || sw.Resync != "" {
 		t.Fatalf("after a no-op Follow: %+v", sw)
 	}
 	// Another address of the same listener: a different master to the link.
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	_, port, _ := net.SplitHostPort(m.addr)
 	other := net.JoinHostPort("localhost", port)
 	if !l.Follow(Master{Addr: other}, "test") {
 		t.Fatal("Follow of another master reported no change")
@@ -101,24 +84,10 @@ func TestFollowCutsTheAttempt(t *testing.T) {
 // new master's +CONTINUE <new id> continues the history from there.
 func TestFollowDropsUnfinishedCommand(t *testing.T) {
 	log := zaptest.NewLogger(t).Sugar()
-	h, err := history.Open(history.Options{Dir: t.TempDir(), BacklogSize: 1 << 20, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	h := openHistory(t, t.TempDir(), log)
 	oldMaster, newMaster := newScripted(t), newScripted(t)
-	l := NewLink(Config{Master: Master{Addr: oldMaster.addr}, History: h, AnnouncePort: 6380,
+	l := startLink(t, Config{Master: Master{Addr: oldMaster.addr}, History: h, AnnouncePort: 6380,
 		Timeout: func() time.Duration { return time.Minute }, Log: log})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		l.Run(ctx)
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
 
 	const id, newID = "8de1787ba490483314a4d30f1c628bc5025eb761", "1111111111111111111111111111111111111111"
 	m := oldMaster.accept(t)
@@ -158,64 +127,6 @@ func TestFollowDropsUnfinishedCommand(t *testing.T) {
 	if sw := l.Status().Switch; sw.Partial != 1 || sw.Resync != ResyncPartial {
 		t.Errorf("switch %+v, want one partial", sw)
 	}
-}
-
-// scripted is a loopback listener standing in for a master.
-type scripted struct {
-	ln   net.Listener
-	addr string
-}
-
-func newScripted(t *testing.T) *scripted {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	return &scripted{ln: ln, addr: ln.Addr().String()}
-}
-
-type scriptedConn struct {
-	conn net.Conn
-	br   *bufio.Reader
-}
-
-func (s *scripted) accept(t *testing.T) *scriptedConn {
-	t.Helper()
-	c, err := s.ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	return &scriptedConn{conn: c, br: bufio.NewReader(c)}
-}
-
-func (c *scriptedConn) expect(t *testing.T, want string) {
-	t.Helper()
-	got := make([]byte, len(want))
-	if _, err := io.ReadFull(c.br, got); err != nil || string(got) != want {
-		t.Fatalf("proxy sent %q (%v), want %q", got, err, want)
-	}
-}
-
-func (c *scriptedConn) send(t *testing.T, s string) {
-	t.Helper()
-	if _, err := c.conn.Write([]byte(s)); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// handshake answers PING and the REPLCONFs, and expects psync.
-func (c *scriptedConn) handshake(t *testing.T, psync string) {
-	t.Helper()
-	c.expect(t, "*1\r\n$4\r\nPING\r\n")
-	c.send(t, "+PONG\r\n")
-	c.expect(t, "*3\r\n$8\r\nREPLCONF\r\n$14\r\nlistening-port\r\n$4\r\n6380\r\n")
-	c.expect(t, "*5\r\n$8\r\nREPLCONF\r\n$4\r\ncapa\r\n$3\r\neof\r\n$4\r\ncapa\r\n$6\r\npsync2\r\n")
-	c.send(t, "+OK\r\n+OK\r\n")
-	c.expect(t, psync)
 }
 
 // waitHistory waits until the history has the replication ID id and returns it.

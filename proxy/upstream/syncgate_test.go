@@ -1,18 +1,13 @@
 package upstream
 
 import (
-	"bufio"
-	"context"
 	"errors"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/zap/zaptest"
-
-	"github.com/psync-proxy/psync-proxy/proxy/history"
 )
 
 func TestSyncGate(t *testing.T) {
@@ -44,66 +39,28 @@ func TestSyncGate(t *testing.T) {
 	}
 }
 
-// scriptedMaster accepts the link's connections on a loopback port and runs serve for each,
+// scriptedMaster answers every handshake of the link and runs serve after each PSYNC,
 // recording when each PSYNC arrived.
 type scriptedMaster struct {
-	ln    net.Listener
+	*scripted
 	mu    sync.Mutex
 	psync []time.Time
 }
 
-func startScriptedMaster(t *testing.T, serve func(c net.Conn, br *bufio.Reader, psync string)) *scriptedMaster {
+func startScriptedMaster(t *testing.T, serve func(c *scriptedConn, psync string)) *scriptedMaster {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &scriptedMaster{ln: ln}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(30 * time.Second))
-				br := bufio.NewReader(c)
-				psync, err := handshakeAsMaster(c, br)
-				if err != nil {
-					return
-				}
-				m.mu.Lock()
-				m.psync = append(m.psync, time.Now())
-				m.mu.Unlock()
-				serve(c, br, psync)
-			})
+	m := &scriptedMaster{scripted: newScripted(t)}
+	m.serveEach(t, func(c *scriptedConn) {
+		psync, err := c.answerHandshake()
+		if err != nil {
+			return
 		}
+		m.mu.Lock()
+		m.psync = append(m.psync, time.Now())
+		m.mu.Unlock()
+		serve(c, psync)
 	})
 	return m
-}
-
-// handshakeAsMaster answers PING and every REPLCONF until PSYNC, which it returns.
-func handshakeAsMaster(c net.Conn, br *bufio.Reader) (string, error) {
-	for {
-		line, err := readCommandLine(br)
-		if err != nil {
-			return "", err
-		}
-		switch {
-		case line == "PING":
-			c.Write([]byte("+PONG\r\n"))
-		case strings.HasPrefix(line, "REPLCONF"):
-			c.Write([]byte("+OK\r\n"))
-		case strings.HasPrefix(line, "PSYNC"):
-			return line, nil
-		}
-	}
 }
 
 func (m *scriptedMaster) psyncTimes() []time.Time {
@@ -116,24 +73,9 @@ func (m *scriptedMaster) psyncTimes() []time.Time {
 func runLink(t *testing.T, addr string, retryMax time.Duration) *Link {
 	t.Helper()
 	log := zaptest.NewLogger(t).Sugar()
-	h, err := history.Open(history.Options{Dir: t.TempDir(), BacklogSize: 1 << 20, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := NewLink(Config{Master: Master{Addr: addr}, History: h, AnnouncePort: 6380, SyncRetryMax: retryMax,
+	h := openHistory(t, t.TempDir(), log)
+	return startLink(t, Config{Master: Master{Addr: addr}, History: h, AnnouncePort: 6380, SyncRetryMax: retryMax,
 		Timeout: func() time.Duration { return 10 * time.Second }, Log: log})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		l.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		h.Close()
-	})
-	return l
 }
 
 // waitPsyncs waits until the master has seen n PSYNCs and returns the gaps between them.
@@ -158,10 +100,10 @@ func waitPsyncs(t *testing.T, m *scriptedMaster, n int, timeout time.Duration) [
 // 2 s, then 2 s (the ceiling) apart, and INFO's figures say why.
 func TestSyncGateCutTransfers(t *testing.T) {
 	const id = "8de1787ba490483314a4d30f1c628bc5025eb761"
-	m := startScriptedMaster(t, func(c net.Conn, br *bufio.Reader, psync string) {
-		c.Write([]byte("+FULLRESYNC " + id + " 0\r\n$1000\r\nREDIS0011" + strings.Repeat("x", 100)))
+	m := startScriptedMaster(t, func(c *scriptedConn, psync string) {
+		c.conn.Write([]byte("+FULLRESYNC " + id + " 0\r\n$1000\r\nREDIS0011" + strings.Repeat("x", 100)))
 	})
-	l := runLink(t, m.ln.Addr().String(), 2*time.Second)
+	l := runLink(t, m.addr, 2*time.Second)
 	gaps := waitPsyncs(t, m, 4, 20*time.Second)
 	for i, want := range []time.Duration{time.Second, 2 * time.Second, 2 * time.Second} {
 		if gaps[i] < want-50*time.Millisecond || gaps[i] > want+time.Second {
@@ -179,12 +121,12 @@ func TestSyncGateCutTransfers(t *testing.T) {
 func TestSyncGateNotForPartialOrLoading(t *testing.T) {
 	var mu sync.Mutex
 	reply := "-LOADING Redis is loading the dataset in memory\r\n"
-	m := startScriptedMaster(t, func(c net.Conn, br *bufio.Reader, psync string) {
+	m := startScriptedMaster(t, func(c *scriptedConn, psync string) {
 		mu.Lock()
 		defer mu.Unlock()
-		c.Write([]byte(reply))
+		c.conn.Write([]byte(reply))
 	})
-	l := runLink(t, m.ln.Addr().String(), 2*time.Second)
+	l := runLink(t, m.addr, 2*time.Second)
 	gaps := waitPsyncs(t, m, 3, 10*time.Second)
 	for _, g := range gaps {
 		if g > 900*time.Millisecond {
