@@ -15,6 +15,12 @@ import (
 // to every replica that is idle at exactly that offset, with one non-blocking write. Whatever
 // the socket does not take at once is left to the session as before. Either path moves the
 // same cursor, under the replica's fast lock, so no byte is sent twice or skipped.
+//
+// A session on this list does not wait on the backlog's broadcast, which would wake it (a
+// futex wake on the link's thread before the inline write, and a goroutine run on the other
+// core beside the replica) for bytes the inline write already delivered: it waits on its own
+// poke, which FanOut sends only when it could not deliver everything itself. Every byte the
+// link publishes goes through FanOut, so no wake is missed.
 
 // fastPath is a streaming replica's state shared with the upstream goroutine.
 type fastPath struct {
@@ -22,6 +28,7 @@ type fastPath struct {
 	idle bool                 // the session waits for bytes beyond cur; the master link may write for it
 	cur  backlog.StreamCursor // the replica's cursor; moved under mu by whoever writes
 	raw  syscall.RawConn
+	poke chan struct{} // capacity 1: bytes were published that this session must send itself
 }
 
 // addFast makes r eligible for inline writes.
@@ -47,9 +54,10 @@ func (s *Sessions) removeFastLocked(r *session) {
 	s.fast.Store(&list)
 }
 
-// FanOut writes b, the bytes just published in bl from offset start, to every replica idle
-// at start. The master link's goroutine calls it. It never waits: a replica whose lock is
-// busy, or whose socket takes nothing, is left to its session.
+// FanOut writes b, the bytes just published in bl from offset start (nil when they are not
+// one slice), to every replica idle at start, and pokes every other replica of the list. The
+// master link's goroutine calls it after each publish. It never waits: a replica whose lock is
+// busy, or whose socket takes less than b, is left to its session.
 func (s *Sessions) FanOut(bl backlog.Backlog, start int64, b []byte) {
 	list := s.fast.Load()
 	if list == nil {
@@ -57,15 +65,22 @@ func (s *Sessions) FanOut(bl backlog.Backlog, start int64, b []byte) {
 	}
 	for _, r := range *list {
 		f := &r.fast
-		if !f.mu.TryLock() {
-			continue
+		served := false
+		if len(b) > 0 && f.mu.TryLock() {
+			if f.idle && f.cur != nil && f.cur.On(bl) && f.cur.Offset() == start {
+				if n := tryWrite(f.raw, b); n > 0 && f.cur.Skip(int64(n)) == nil {
+					s.stats.netOut.Add(int64(n))
+					served = n == len(b)
+				}
+			}
+			f.mu.Unlock()
 		}
-		if f.idle && f.cur != nil && f.cur.On(bl) && f.cur.Offset() == start {
-			if n := tryWrite(f.raw, b); n > 0 && f.cur.Skip(int64(n)) == nil {
-				s.stats.netOut.Add(int64(n))
+		if !served {
+			select {
+			case f.poke <- struct{}{}:
+			default:
 			}
 		}
-		f.mu.Unlock()
 	}
 }
 

@@ -20,12 +20,14 @@ func (r *session) stream(ctx context.Context, cur backlog.StreamCursor) error {
 	f := &r.fast
 	// Inline writes go to the raw socket, so only plain TCP replicas get them; a TLS
 	// replica's bytes all pass through its tls.Conn from this goroutine.
+	fast := false
 	if tcp, ok := r.conn.RawTCP(); ok {
 		if raw, err := tcp.SyscallConn(); err == nil {
 			f.mu.Lock()
-			f.cur, f.raw = cur, raw
+			f.cur, f.raw, f.poke = cur, raw, make(chan struct{}, 1)
 			f.mu.Unlock()
 			r.s.addFast(r)
+			fast = true
 		}
 	}
 	for {
@@ -35,7 +37,12 @@ func (r *session) stream(ctx context.Context, cur backlog.StreamCursor) error {
 			// Idle: the master link may deliver for us while we wait.
 			f.idle = true
 			f.mu.Unlock()
-			err := cur.WaitAt(ctx, off)
+			var err error
+			if fast {
+				err = waitPoke(ctx, f.poke)
+			} else {
+				err = cur.WaitAt(ctx, off)
+			}
 			f.mu.Lock()
 			f.idle = false
 			moved := cur.Offset() != off
@@ -57,6 +64,17 @@ func (r *session) stream(ctx context.Context, cur backlog.StreamCursor) error {
 		if err != nil {
 			return streamErr(cur, err)
 		}
+	}
+}
+
+// waitPoke waits until FanOut pokes the session or ctx ends (the session is disconnected, or
+// its history replaced).
+func waitPoke(ctx context.Context, poke <-chan struct{}) error {
+	select {
+	case <-poke:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -26,8 +26,9 @@ type Config struct {
 	// Timeout is the live repl-timeout.
 	Timeout func() time.Duration
 	Log     *zap.SugaredLogger
-	// OnPublish is called by the link's goroutine with the bytes just made visible in b
-	// from offset start: the replica sessions write them inline to replicas idle there.
+	// OnPublish is called by the link's goroutine after each publish, with the bytes just
+	// made visible in b from offset start (p nil when they are not one slice): the replica
+	// sessions write them inline to replicas idle there, and wake the others.
 	OnPublish func(b backlog.Backlog, start int64, p []byte)
 	// OnSnapshot is called once the link has installed a snapshot (a full resync).
 	OnSnapshot func()

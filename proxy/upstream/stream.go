@@ -327,9 +327,9 @@ func (l *Link) publish(ctx context.Context, bl backlog.Backlog, end int64, ack *
 			if storageErr != nil {
 				l.log.Infof("The disk backlog stores the stream again (after: %v)", storageErr)
 			}
-			if b != nil {
-				l.cfg.OnPublish(bl, start, b)
-			}
+			// Always: the replica sessions on the fast path wait for this, not for the
+			// backlog's broadcast (b is nil when the bytes are not one slice).
+			l.cfg.OnPublish(bl, start, b)
 			ack.publish(l.ackOffset(bl))
 			return nil
 		}
