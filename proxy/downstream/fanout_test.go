@@ -12,7 +12,8 @@ import (
 )
 
 // TestFanOut checks the inline write's conditions: only an idle replica whose cursor is on
-// this ring at exactly the appended bytes' offset gets them, and its cursor moves past them.
+// this ring at exactly the appended bytes' offset gets them, and its cursor moves past them;
+// every other replica on the list is poked to send them itself, the served one is not.
 func TestFanOut(t *testing.T) {
 	s := &Sessions{}
 	ring, other := memoryBacklog(t), memoryBacklog(t)
@@ -30,6 +31,7 @@ func TestFanOut(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := &session{}
+		r.fast.poke = make(chan struct{}, 1)
 		r.fast.cur, r.fast.raw, r.fast.idle = cur, raw, idle
 		s.addFast(r)
 		return r, b
@@ -53,6 +55,17 @@ func TestFanOut(t *testing.T) {
 		if off := c.r.fast.cur.Offset(); off != c.want {
 			t.Errorf("%s: cursor at %d, want %d", name, off, c.want)
 		}
+		poked := len(c.r.fast.poke) == 1
+		if want := c.r != ready; poked != want {
+			t.Errorf("%s: poked %v, want %v", name, poked, want)
+		}
+	}
+	// Bytes that are not one slice are never written inline: everyone is poked.
+	<-busy.fast.poke
+	appendBytes(t, ring, "!")
+	s.FanOut(ring, 12, nil)
+	if len(ready.fast.poke) != 1 || len(busy.fast.poke) != 1 || ready.fast.cur.Offset() != 12 {
+		t.Fatalf("FanOut(nil): ready poked %d at %d, busy poked %d", len(ready.fast.poke), ready.fast.cur.Offset(), len(busy.fast.poke))
 	}
 	s.removeFastLocked(ready)
 	if n := len(*s.fast.Load()); n != 3 {

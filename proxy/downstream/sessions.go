@@ -95,6 +95,7 @@ type Request struct {
 func (s *Sessions) Start(dc redcon.DetachedConn, c *conn.Conn, rep Replica, req Request, done func()) {
 	r := &session{s: s, Replica: rep, addr: c.RemoteAddr().String(), conn: c, dc: dc, req: req,
 		acked: make(chan struct{}, 1)}
+	r.fast.poke = make(chan struct{}, 1)
 	if r.IP == "" {
 		r.IP, _, _ = net.SplitHostPort(r.addr)
 	}

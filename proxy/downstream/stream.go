@@ -20,14 +20,15 @@ func (r *session) stream(ctx context.Context, cur backlog.StreamCursor) error {
 	f := &r.fast
 	// Inline writes go to the raw socket, so only plain TCP replicas get them; a TLS
 	// replica's bytes all pass through its tls.Conn from this goroutine.
-	fast := false
+	var recheck *time.Timer // set on the fast path; see waitPoke
 	if tcp, ok := r.conn.RawTCP(); ok {
 		if raw, err := tcp.SyscallConn(); err == nil {
 			f.mu.Lock()
-			f.cur, f.raw, f.poke = cur, raw, make(chan struct{}, 1)
+			f.cur, f.raw = cur, raw
 			f.mu.Unlock()
 			r.s.addFast(r)
-			fast = true
+			recheck = time.NewTimer(pokeRecheck)
+			defer recheck.Stop()
 		}
 	}
 	for {
@@ -38,8 +39,8 @@ func (r *session) stream(ctx context.Context, cur backlog.StreamCursor) error {
 			f.idle = true
 			f.mu.Unlock()
 			var err error
-			if fast {
-				err = waitPoke(ctx, f.poke)
+			if recheck != nil {
+				err = waitPoke(ctx, f.poke, recheck)
 			} else {
 				err = cur.WaitAt(ctx, off)
 			}
@@ -67,11 +68,19 @@ func (r *session) stream(ctx context.Context, cur backlog.StreamCursor) error {
 	}
 }
 
-// waitPoke waits until FanOut pokes the session or ctx ends (the session is disconnected, or
-// its history replaced).
-func waitPoke(ctx context.Context, poke <-chan struct{}) error {
+// pokeRecheck bounds how long an idle fast-path session goes without looking at the backlog
+// itself. FanOut pokes it after every publish it cannot fully serve, so this is only a
+// safety net: were a poke ever missed, the replica would be late by this much, never stalled.
+const pokeRecheck = time.Second
+
+// waitPoke waits until FanOut pokes the session, pokeRecheck has passed, or ctx ends (the
+// session is disconnected, or its history replaced, which disconnects it too).
+func waitPoke(ctx context.Context, poke <-chan struct{}, recheck *time.Timer) error {
+	recheck.Reset(pokeRecheck)
 	select {
 	case <-poke:
+		return nil
+	case <-recheck.C:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
