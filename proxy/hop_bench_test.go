@@ -17,11 +17,12 @@ import (
 	"github.com/psync-proxy/psync-proxy/resp"
 )
 
-// BenchmarkHop measures one hop of the stream through the proxy in one process: a scripted
-// master writes one small command, a raw replica reads it, and the next goes only then, so
-// ns/op is the time from the master's write to the replica's read. The proxy is the binary. BenchmarkHopDirect is the
-// same exchange over one loopback connection, the floor the network and the Go runtime give;
-// the difference is what the proxy adds on its path (read, scan, publish, inline write).
+// BenchmarkHop measures one hop of the stream through the proxy binary: a scripted master
+// (this process) writes one small command, a raw replica (this process) reads it, and the next
+// goes only then, so ns/op is the time from the master's write to the replica's read.
+// BenchmarkHopDirect is the same exchange over one loopback connection, the floor the network
+// and the Go runtime give; the difference is what the proxy adds on its path (read, scan,
+// publish, inline write).
 func BenchmarkHop(b *testing.B) {
 	master, replica := hopSetup(b, hopProxy)
 	hopLoop(b, master, replica)
