@@ -109,6 +109,14 @@ func failoverRun(e *env, r *run, topology string, rep, keys int, rate int64) fai
 		res.all = failoverWaitMark(r, s, killed)
 	}
 	step("R0 promoted after %v, every replica had its write after %v", res.promoted.Round(time.Millisecond), res.all.Round(time.Millisecond))
+	// Why R0 refused a partial resync, in its own words (-v): a replica that had more of the
+	// old master's last writes than R0 asks for an offset past R0's own.
+	for _, line := range strings.Split(r0.Log(r), "\n") {
+		if strings.Contains(line, "Partial resynchronization not accepted") ||
+			strings.Contains(line, "PSYNC with an offset") || strings.Contains(line, "lack of backlog") {
+			step("R0: %s", strings.TrimSpace(line))
+		}
+	}
 	stats1 := r0.Info(r, "stats")
 	res.masterFull = stormDelta(r, stats0, stats1, "sync_full")
 	res.forks = stormDelta(r, stats0, stats1, "total_forks")
