@@ -58,6 +58,9 @@ func TestHostilePeer(t *testing.T) {
 		{"huge bulk", func(c net.Conn) { c.Write([]byte("$1000000000\r\n")) }, resp.ErrTooLarge, ""},
 		{"huge array", func(c net.Conn) { c.Write([]byte("*100000\r\n")) }, resp.ErrTooLarge, ""},
 		{"endless line", func(c net.Conn) {
+			// The '+' first: were the goroutine's bytes to go first, the reply would start
+			// with 'x', a protocol error rather than a line too long.
+			c.Write([]byte("+"))
 			go func() { // writes until the client gives up and the test closes c
 				b := []byte(strings.Repeat("x", 4096))
 				for {
@@ -66,7 +69,6 @@ func TestHostilePeer(t *testing.T) {
 					}
 				}
 			}()
-			c.Write([]byte("+"))
 		}, resp.ErrTooLarge, ""},
 		{"not RESP", func(c net.Conn) { c.Write([]byte("HTTP/1.1 400 Bad Request\r\n\r\n")) }, resp.ErrProtocol, ""},
 		{"silent", func(net.Conn) {}, nil, "i/o timeout"},
