@@ -180,7 +180,7 @@ func (s *Server) start(ln net.Listener) bool {
 	}()
 	go func() {
 		defer s.wg.Done()
-		s.rate.Run(s.ctx, streamrate.Every, s.sampleOffset)
+		s.rate.Run(s.ctx, s.sampleOffset)
 	}()
 	go func() {
 		defer s.wg.Done()

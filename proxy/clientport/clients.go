@@ -90,14 +90,32 @@ func socketFD(nc net.Conn) int {
 	return fd
 }
 
-// touch records the command the client runs now, by Redis's full name.
-func (c *client) touch(name string, args [][]byte) {
-	full := name
-	if len(args) > 0 && slices.Contains([]string{"client", "config", "latency", "slowlog", "command"}, name) {
+// touch records the client's activity and, for a command of the table (row nil otherwise), the
+// command by Redis's full name. Only the table's names and a short word of a subcommand are
+// kept: what a client typed could be a megabyte, or break CLIENT LIST's lines.
+func (c *client) touch(row *command, args [][]byte) {
+	c.info.lastAt.Store(time.Now().UnixNano())
+	if row == nil {
+		return
+	}
+	full := row.name
+	if row.subcommands && len(args) > 0 && isWord(args[0]) {
 		full += "|" + strings.ToLower(string(args[0]))
 	}
 	c.info.lastCmd.Store(&full)
-	c.info.lastAt.Store(time.Now().UnixNano())
+}
+
+// isWord reports whether b could be a subcommand's name: up to 32 letters, digits, '-' or '_'.
+func isWord(b []byte) bool {
+	if len(b) == 0 || len(b) > 32 {
+		return false
+	}
+	for _, ch := range b {
+		if !('a' <= ch && ch <= 'z' || 'A' <= ch && ch <= 'Z' || '0' <= ch && ch <= '9' || ch == '-' || ch == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // noteUser records the user the client runs as, after a command that may have changed it.
@@ -123,7 +141,6 @@ const (
 	typeNormal  = "normal"
 	typeReplica = "replica"
 	typePubsub  = "pubsub"
-	typeMaster  = "master"
 )
 
 // clientType is Redis's getClientType: a replica, else a subscriber, else normal. The master

@@ -48,6 +48,9 @@ type command struct {
 	subPerm map[string]perm
 	// noAuth commands run before AUTH when a password is required.
 	noAuth bool
+	// subcommands: the first argument names a subcommand, which CLIENT LIST's cmd= shows
+	// ("client|list").
+	subcommands bool
 	// Inside MULTI (multi.go): txControl commands run at once, noMulti ones are refused,
 	// the others are queued.
 	txControl, noMulti bool
@@ -65,12 +68,12 @@ var commands = []command{
 	{name: "sync", arity: 1, perm: permReplication, noMulti: true, run: cmdSync},
 	{name: "info", arity: -1, run: cmdInfo},
 	{name: "role", arity: 1, run: cmdRole},
-	{name: "config", arity: -2, subPerm: map[string]perm{"set": permAdmin, "resetstat": permAdmin, "rewrite": permAdmin},
+	{name: "config", arity: -2, subcommands: true, subPerm: map[string]perm{"set": permAdmin, "resetstat": permAdmin, "rewrite": permAdmin},
 		run: cmdConfig},
-	{name: "command", arity: -1, run: cmdCommand},
-	{name: "client", arity: -2, subPerm: map[string]perm{"kill": permAdmin}, run: cmdClient},
-	{name: "latency", arity: -2, subPerm: map[string]perm{"reset": permAdmin}, run: cmdLatency},
-	{name: "slowlog", arity: -2, subPerm: map[string]perm{"reset": permAdmin}, run: cmdSlowlog},
+	{name: "command", arity: -1, subcommands: true, run: cmdCommand},
+	{name: "client", arity: -2, subcommands: true, subPerm: map[string]perm{"kill": permAdmin}, run: cmdClient},
+	{name: "latency", arity: -2, subcommands: true, subPerm: map[string]perm{"reset": permAdmin}, run: cmdLatency},
+	{name: "slowlog", arity: -2, subcommands: true, subPerm: map[string]perm{"reset": permAdmin}, run: cmdSlowlog},
 	{name: "select", arity: 2, run: cmdSelect},
 	{name: "quit", arity: -1, noAuth: true, txControl: true, run: func(x *call) { x.conn.WriteString("OK"); x.conn.Close() }},
 	{name: "shutdown", arity: -1, perm: permAdmin, run: cmdShutdown},
@@ -115,13 +118,13 @@ func (p *Port) handle(conn redcon.Conn, cmd redcon.Command) {
 		c.noteUser()
 	}()
 	x := &call{p: p, c: c, conn: conn, name: strings.ToLower(string(cmd.Args[0])), args: cmd.Args[1:]}
-	c.touch(x.name, x.args)
+	row, known := lookup(x.name)
+	c.touch(row, x.args)
 	if c.denied {
 		conn.WriteError(protectedModeMsg)
 		conn.Close()
 		return
 	}
-	row, known := lookup(x.name)
 	// NOAUTH before anything else, so an unauthenticated client learns nothing of the table.
 	if c.user == nil && !(known && row.noAuth) {
 		conn.WriteError("NOAUTH Authentication required.")

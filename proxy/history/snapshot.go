@@ -223,7 +223,7 @@ func (s *Snapshot) install(dir string) (metaErr, err error) {
 	}
 	s.path = path
 	b, _ := json.Marshal(s)
-	return writeFileAtomic(meta, b), nil
+	return atomicfile.Write(meta, b), nil
 }
 
 // loadSnapshot returns the snapshot left in dir by an earlier run, or nil when there is none
@@ -264,9 +264,6 @@ func loadSnapshot(dir string) (*Snapshot, error) {
 	s.Format, s.Newer = info.Header(), info.NewerVersion
 	return &s, nil
 }
-
-// writeFileAtomic writes data to path so that a crash leaves it whole or as it was.
-func writeFileAtomic(path string, data []byte) error { return atomicfile.Write(path, data) }
 
 // Remove deletes the file of a snapshot that was never installed.
 func (s *Snapshot) Remove() { os.Remove(s.path) }

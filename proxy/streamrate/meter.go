@@ -35,7 +35,7 @@ type Sample struct {
 
 // Meter holds the samples of the last Keep. Its methods are safe for concurrent use.
 type Meter struct {
-	window, keep time.Duration
+	window, keep, every time.Duration
 
 	mu   sync.Mutex
 	ring []Sample // ring[(head+i)%len] for i < n, oldest first
@@ -55,13 +55,13 @@ func New(window, keep, every time.Duration) *Meter {
 	if every <= 0 {
 		every = Every
 	}
-	return &Meter{window: window, keep: keep, ring: make([]Sample, int(keep/every)+2)}
+	return &Meter{window: window, keep: keep, every: every, ring: make([]Sample, int(keep/every)+2)}
 }
 
-// Run samples read every interval until ctx ends. read returns the stream's current offset
-// and epoch, ok false when there is none.
-func (m *Meter) Run(ctx context.Context, every time.Duration, read func() (off int64, epoch uint64, ok bool)) {
-	tick := time.NewTicker(every)
+// Run samples read once every New's interval until ctx ends. read returns the stream's
+// current offset and epoch, ok false when there is none.
+func (m *Meter) Run(ctx context.Context, read func() (off int64, epoch uint64, ok bool)) {
+	tick := time.NewTicker(m.every)
 	defer tick.Stop()
 	for {
 		off, epoch, ok := read()

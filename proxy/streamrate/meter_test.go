@@ -113,7 +113,7 @@ func TestRun(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		m.Run(ctx, 10*time.Millisecond, func() (int64, uint64, bool) { return off.Add(1000), 1, true })
+		m.Run(ctx, func() (int64, uint64, bool) { return off.Add(1000), 1, true })
 	}()
 	deadline := time.Now().Add(5 * time.Second)
 	for m.Rates().Covered < 50*time.Millisecond && time.Now().Before(deadline) {

@@ -124,7 +124,7 @@ func (l *Link) Run(ctx context.Context) {
 			}
 			m = l.Master()
 		}
-		streamed, err := l.connect(ctx)
+		streamed, err := l.connect(ctx, m)
 		l.down()
 		if ctx.Err() != nil {
 			return
@@ -172,13 +172,18 @@ func (l *Link) down() {
 	l.mu.Unlock()
 }
 
-// connect runs one connection: handshake, PSYNC, an optional RDB transfer, then the stream
-// until the link fails. streamed reports whether the link got as far as streaming.
-func (l *Link) connect(ctx context.Context) (streamed bool, err error) {
+// connect runs one connection to m: handshake, PSYNC, an optional RDB transfer, then the
+// stream until the link fails. streamed reports whether the link got as far as streaming.
+// m is the master Run read: were it to talk to a master Follow named since, that master's
+// failures would pass for m's, and Run would skip the sync gate for them.
+func (l *Link) connect(ctx context.Context, m Master) (streamed bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	l.mu.Lock()
-	m := l.master
+	if l.master != m {
+		l.mu.Unlock()
+		return false, errors.New("the master changed before the connection")
+	}
 	l.state, l.cancel = StateConnecting, cancel
 	l.mu.Unlock()
 	l.log.Infof("Connecting to MASTER %s", m.Addr)
