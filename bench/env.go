@@ -145,6 +145,15 @@ func (e *env) median(scenario, kase, topology, metric string) (float64, bool) {
 	return median(vs), true
 }
 
+// medianText is median's value as a report shows it, "?" when no run recorded it.
+func (e *env) medianText(scenario, kase, topology, metric string) string {
+	v, ok := e.median(scenario, kase, topology, metric)
+	if !ok {
+		return "?"
+	}
+	return formatValue(v, "")
+}
+
 func (e *env) runScenario(s scenario) (err error) {
 	e.step("%s: starting", s.name)
 	defer func() { e.step("%s: done", s.name) }()
@@ -274,7 +283,6 @@ type topo struct {
 // tierConfig is what a scenario gives the tier between the master and the replicas.
 type tierConfig struct {
 	backlog   string   // the proxy's --backlog-size and the chain's repl-backlog-size ("": the proxy's default)
-	proxyArgs []string // more flags of the proxy
 	chainArgs []string // more options of the chained replica
 }
 
@@ -311,8 +319,7 @@ func startTopo(r *run, topology string, n int, masterArgs []string, tier tierCon
 	}
 	switch topology {
 	case "proxy":
-		args := append([]string{"--backlog-size", tier.backlog}, tier.proxyArgs...)
-		t.proxy = startProxyProc(r, t.master.Addr(), args...)
+		t.proxy = startProxyProc(r, t.master.Addr(), "--backlog-size", tier.backlog)
 		r.checkPinned("psync-proxy", t.proxy.cmd.Process.Pid, r.e.pin.others)
 	case "chain":
 		t.chain = startChain(r, t.master, tier.backlog, tier.chainArgs...)

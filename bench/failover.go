@@ -222,13 +222,7 @@ func stormDeltaOne(r *run, info map[string]string, field string) int64 {
 // have the new master's writes no later than directly attached ones, with no full sync and
 // no fork of the new master.
 func failoverGoal(e *env, kase string) {
-	get := func(topo, metric string) string {
-		v, ok := e.median("failover", kase, topo, metric)
-		if !ok {
-			return "?"
-		}
-		return formatValue(v, "")
-	}
+	get := func(topo, metric string) string { return e.medianText("failover", kase, topo, metric) }
 	full, okf := e.median("failover", kase, "proxy", "replica_full")
 	forks, okk := e.median("failover", kase, "proxy", "new_master_forks")
 	e.addGoal(goal{

@@ -88,7 +88,7 @@ func fullSyncRun(e *env, r *run, kase string, keys int) {
 			rec("rdb_MB", "MB", float64(t.size)/1e6)
 		}
 		for range fullSyncTransfers {
-			measure("sendfile", copier.addr, []byte("SEND\r\n"), false)
+			measure("sendfile", copier, []byte("SEND\r\n"), false)
 			if e.selected("proxy") {
 				measure("proxy", proxy.addr(), psync, true)
 			}
@@ -172,18 +172,12 @@ func fullSyncLine(br *bufio.Reader) (string, error) {
 // runtime with the reader.
 const fileServerEnv = "PSYNC_BENCH_SENDFILE"
 
-// fileServer is the baseline sender process: for each connection, it reads one request
-// line, then writes $<size>\r\n and the file with io.Copy from an *os.File to a
-// *net.TCPConn, which Go does with sendfile(2). It opens the file for each request, as the
-// proxy does.
-type fileServer struct {
-	cmd  *exec.Cmd
-	addr string
-}
-
-// startFileServer runs this binary again as the baseline sender of path, and reads the
-// address it listens on from its first line of output.
-func startFileServer(r *run, path string) *fileServer {
+// startFileServer runs this binary again as the baseline sender of path and returns the
+// address it listens on, read from its first line of output. For each connection the sender
+// reads one request line, then writes $<size>\r\n and the file with io.Copy from an
+// *os.File to a *net.TCPConn, which Go does with sendfile(2). It opens the file for each
+// request, as the proxy does.
+func startFileServer(r *run, path string) string {
 	bin, err := os.Executable()
 	if err != nil {
 		r.Fatalf("file server: %v", err)
@@ -206,7 +200,7 @@ func startFileServer(r *run, path string) *fileServer {
 	if err != nil {
 		r.Fatalf("file server: no address: %v", err)
 	}
-	return &fileServer{cmd: cmd, addr: strings.TrimSpace(line)}
+	return strings.TrimSpace(line)
 }
 
 // serveFileMain is the baseline sender's main: it prints its address, then answers one

@@ -181,13 +181,7 @@ func (t *restartTier) restart(r *run) {
 // checked is the proxy's: a tier restart costs the master no fork and its replicas no full
 // sync.
 func restartGoal(e *env, kase string) {
-	get := func(topo, metric string) string {
-		v, ok := e.median("restart", kase, topo, metric)
-		if !ok {
-			return "?"
-		}
-		return formatValue(v, "")
-	}
+	get := func(topo, metric string) string { return e.medianText("restart", kase, topo, metric) }
 	forks, okf := e.median("restart", kase, "proxy", "master_forks")
 	full, oku := e.median("restart", kase, "proxy", "replica_full")
 	e.addGoal(goal{

@@ -205,12 +205,12 @@ func steadyBusy(t *topo) steadyCPU {
 // reading and the time until the last replica was seen caught up (0 if none was behind).
 // Replicas already caught up are not polled again, which keeps each round short.
 func steadyCatchUp(r *run, t *topo, returned time.Time) (lagBytes int64, lag time.Duration) {
-	target := steadyOffset(r, t.master, "master_repl_offset")
+	target := infoInt(r, t.master, "replication", "master_repl_offset")
 	behind := slices.Clone(t.replicas)
 	for round := 0; ; round++ {
 		var still []*redistest.Server
 		for _, rep := range behind {
-			off := steadyOffset(r, rep, "slave_repl_offset")
+			off := infoInt(r, rep, "replication", "slave_repl_offset")
 			if round == 0 {
 				lagBytes = max(lagBytes, target-off)
 			}
@@ -233,15 +233,11 @@ func steadyCatchUp(r *run, t *topo, returned time.Time) (lagBytes int64, lag tim
 	}
 }
 
-// steadyOffset reads an offset field of INFO replication.
-func steadyOffset(r *run, s *redistest.Server, field string) int64 {
-	m, err := s.InfoErr("replication")
+// infoInt reads an integer field of a server's INFO section.
+func infoInt(r *run, s *redistest.Server, section, field string) int64 {
+	v, err := strconv.ParseInt(s.Info(r, section)[field], 10, 64)
 	if err != nil {
-		r.Fatalf("%v", err)
-	}
-	v, err := strconv.ParseInt(m[field], 10, 64)
-	if err != nil {
-		r.Fatalf("%s %s = %q", s.Addr(), field, m[field])
+		r.Fatalf("%s INFO %s %s: %v", s.Addr(), section, field, err)
 	}
 	return v
 }
@@ -266,28 +262,19 @@ func steadyTierOutput(r *run, t *topo) int64 {
 	case t.proxy != nil:
 		return steadyProxyStat(r, t.proxy, "total_net_repl_output_bytes")
 	case t.chain != nil:
-		return steadyStat(r, t.chain, "total_net_repl_output_bytes")
+		return infoInt(r, t.chain, "stats", "total_net_repl_output_bytes")
 	}
 	return 0
 }
 
-// steadyStat reads an integer field of a server's INFO stats.
-func steadyStat(r *run, s *redistest.Server, field string) int64 {
-	v, err := strconv.ParseInt(s.Info(r, "stats")[field], 10, 64)
-	if err != nil {
-		r.Fatalf("%s INFO stats %s: %v", s.Addr(), field, err)
-	}
-	return v
-}
-
 // steadyFullSyncs is the number of full syncs served so far by the master and the tier.
 func steadyFullSyncs(r *run, t *topo) int64 {
-	v := steadyStat(r, t.master, "sync_full")
+	v := infoInt(r, t.master, "stats", "sync_full")
 	switch {
 	case t.proxy != nil:
 		v += steadyProxyStat(r, t.proxy, "sync_full")
 	case t.chain != nil:
-		v += steadyStat(r, t.chain, "sync_full")
+		v += infoInt(r, t.chain, "stats", "sync_full")
 	}
 	return v
 }

@@ -167,7 +167,7 @@ func (t stormTier) stats(r *run) stormTierStats {
 	case t.proxy != nil:
 		return stormTierStats{syncFull: steadyProxyStat(r, t.proxy, "sync_full"), cpu: t.proxy.cpuSeconds()}
 	case t.chain != nil:
-		return stormTierStats{syncFull: steadyStat(r, t.chain, "sync_full"), forks: steadyStat(r, t.chain, "total_forks"),
+		return stormTierStats{syncFull: infoInt(r, t.chain, "stats", "sync_full"), forks: infoInt(r, t.chain, "stats", "total_forks"),
 			cpu: procCPUSeconds(t.chain.PID())}
 	}
 	return stormTierStats{}
@@ -332,7 +332,7 @@ func stormWaitSynced(r *run, master *redistest.Server, replicas []*redistest.Ser
 	deadline := time.Now().Add(timeout)
 	pending := slices.Clone(replicas)
 	for {
-		target := steadyOffset(r, master, "master_repl_offset")
+		target := infoInt(r, master, "replication", "master_repl_offset")
 		var still []*redistest.Server
 		var last string
 		for _, s := range pending {

@@ -202,7 +202,7 @@ func TestReplicaofFlip(t *testing.T) {
 	pi := p.info("replication")
 	if pi["master_changes"] != "3" || pi["master_changes_partial"] != "3" || pi["master_changes_full"] != "0" ||
 		pi["master_last_change_resync"] != "partial" || pi["master_last_change_source"] != "replicaof" {
-		t.Errorf("proxy INFO after two flips: %v", pi)
+		t.Errorf("proxy INFO after three flips: %v", pi)
 	}
 	if fa, fb := stat(t, a, "sync_full"), stat(t, b, "sync_full"); fa != fullA || fb != fullB {
 		t.Errorf("sync_full went from %d and %d to %d and %d: a master forked", fullA, fullB, fa, fb)
